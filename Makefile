@@ -1,0 +1,61 @@
+# The one entry point: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BUILD  := _build
+HTML   := $(BUILD)/html
+
+# Build options (see `make help`).
+RECIPE ?=
+SHARD  ?=
+JOBS   ?= 1
+STRICT ?= 0
+
+# torch.compile's caches live in one project folder shared by builds and tests.
+export TORCHINDUCTOR_CACHE_DIR := $(CURDIR)/.cache/torch/inductor
+export TRITON_CACHE_DIR        := $(CURDIR)/.cache/torch/triton
+export MPLBACKEND              := Agg
+export PYTHONDONTWRITEBYTECODE := 1
+
+SPHINXOPTS ?=
+SPHINX := $(PY) -m sphinx -b html -W --keep-going -c . \
+	-D recipes_select="$(RECIPE)" -D recipes_shard="$(SHARD)" \
+	-D recipes_jobs=$(JOBS) -D recipes_strict=$(STRICT) $(SPHINXOPTS)
+
+BUILD_STAMP := $(VENV)/.stamp-build
+TEST_STAMP  := $(VENV)/.stamp-test
+
+.PHONY: help html html-noplot test clean venv
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "  options: RECIPE=<name or glob>  JOBS=<n>  SHARD=<i/N>  STRICT=1"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(BUILD_STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	@touch $@
+
+$(TEST_STAMP): requirements.txt requirements-test.txt | $(BUILD_STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -r requirements-test.txt
+	@touch $@
+
+venv: $(BUILD_STAMP) ## Create .venv and install the pinned build requirements
+
+html: $(BUILD_STAMP) ## Build the site into _build/html, executing stale recipes
+	$(SPHINX) docs $(HTML)
+
+html-noplot: $(BUILD_STAMP) ## Build the site without executing any recipe
+	$(SPHINX) -D plot_gallery=0 docs $(HTML)
+
+test: $(TEST_STAMP) ## Build the site, then run every test (recipes, machinery, site)
+	$(MAKE) html
+	$(PY) -m pytest
+
+clean: ## Remove the built site, generated pages and caches (keeps .venv)
+	rm -rf $(BUILD) docs/recipes docs/sg_execution_times.rst .cache .pytest_cache

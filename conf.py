@@ -1,0 +1,55 @@
+"""Sphinx configuration: declarative settings only; logic lives in docs/_ext."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "docs" / "_ext"))
+
+from recipes_site import engine  # noqa: E402
+
+project = "PyTorch Recipes"
+author = "PyTorch Recipes maintainers"
+copyright = "2026, PyTorch Recipes maintainers"
+
+# The one place that names the repository: GitHub link, "Open in Colab", edit links.
+recipes_repository = "pytorch-recipes/recipes"
+recipes_branch = "main"
+
+extensions = [
+    "sphinx_gallery.gen_gallery",
+    "recipes_site",
+]
+
+templates_path = ["docs/_templates"]
+html_static_path = ["docs/_static"]
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "recipes/**/*.record.json"]
+
+sphinx_gallery_conf = {
+    "examples_dirs": "../recipes",
+    "gallery_dirs": "recipes",
+    "within_subsection_order": "FileNameSortKey",
+    "reset_modules": ("matplotlib", "recipes_site.engine.reset_recipe"),
+    "reset_modules_order": "both",
+    "show_memory": engine.BlockRunner(),
+    "remove_config_comments": True,
+    "only_warn_on_example_error": True,
+    "download_all_examples": False,
+    "show_signature": False,
+    "min_reported_time": 0,
+    "capture_repr": ("__repr__",),
+    "backreferences_dir": "recipes/_backreferences",
+}
+# Recipe failures are reported once, by name, file and line, in the recipes
+# summary at the end of the build (docs/_ext/recipes_site/report.py).
+suppress_warnings = ["sphinx_gallery.example_error"]
+
+html_theme = "pydata_sphinx_theme"
+html_title = project
+html_theme_options = {
+    "github_url": f"https://github.com/{recipes_repository}",
+    "navbar_end": ["theme-switcher", "navbar-icon-links"],
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+}
+html_context = {"default_mode": "auto"}
+html_last_updated_fmt = None

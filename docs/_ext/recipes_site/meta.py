@@ -1,0 +1,246 @@
+"""Read and validate a recipe's source and its declarations.
+
+A recipe declares what it needs in comment lines, with sphinx-gallery's in-file
+configuration syntax (so the build strips them from the rendered page)::
+
+    # sphinx_gallery_tags = ["torch.compile", "modes"]
+    # sphinx_gallery_requires = ["cuda>=8.0", "gpus>=2", "package:triton"]
+    # sphinx_gallery_timeout = 120
+    # sphinx_gallery_expected_warnings = ["FutureWarning: .*foo is deprecated"]
+    # sphinx_gallery_parallel = False
+
+Requirement strings:
+
+``cuda``            a CUDA device is present
+``cuda>=X.Y``       a CUDA device of compute capability X.Y or newer
+``gpus>=N``         at least N CUDA devices
+``package:NAME``    the module NAME can be imported
+
+Everything here is pure Python and never imports torch, so it is cheap to call
+from tests, from the Makefile's helpers and from the Sphinx main process.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_TIMEOUT = 600.0
+
+# The same pattern sphinx-gallery uses for in-file settings.
+_CONFIG_LINE = re.compile(r"^[ \t]*#\s*sphinx_gallery_([A-Za-z0-9_]+)[ \t]*=[ \t]*(.+?)[ \t]*$", re.M)
+_REQUIREMENT = re.compile(
+    r"^(?:(?P<cuda>cuda)(?:>=(?P<cap>\d+\.\d+))?|gpus>=(?P<gpus>\d+)|package:(?P<pkg>[A-Za-z_][\w.]*))$"
+)
+_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+])\1{2,}\s*$")
+
+
+class RecipeError(Exception):
+    """A recipe that cannot be built, with the file and line to blame."""
+
+    def __init__(self, path: Path | str, line: int, message: str):
+        super().__init__(f"{path}:{line}: {message}")
+        self.path = str(path)
+        self.line = line
+        self.message = message
+
+    def as_dict(self) -> dict:
+        return {"file": self.path, "line": self.line, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Requirement:
+    text: str
+    cuda: bool = False
+    min_capability: tuple[int, int] | None = None
+    min_gpus: int = 0
+    package: str | None = None
+
+
+@dataclass(frozen=True)
+class RecipeMeta:
+    path: Path
+    title: str
+    tags: tuple[str, ...] = ()
+    requires: tuple[Requirement, ...] = ()
+    timeout: float = DEFAULT_TIMEOUT
+    expected_warnings: tuple[str, ...] = ()
+    parallel: bool = True
+    source_md5: str = ""
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def needs_cuda(self) -> bool:
+        return any(r.cuda or r.min_gpus for r in self.requires)
+
+
+def parse_requirement(text: str) -> Requirement:
+    m = _REQUIREMENT.match(text.strip())
+    if not m:
+        raise ValueError(
+            f"unknown requirement {text!r}; use 'cuda', 'cuda>=X.Y', 'gpus>=N' or 'package:NAME'"
+        )
+    if m["cuda"]:
+        cap = tuple(int(p) for p in m["cap"].split(".")) if m["cap"] else None
+        return Requirement(text, cuda=True, min_capability=cap)
+    if m["gpus"]:
+        return Requirement(text, cuda=True, min_gpus=int(m["gpus"]))
+    return Requirement(text, package=m["pkg"])
+
+
+def _line_of_offset(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def read_source(path: Path) -> str:
+    """Return the recipe's text, or raise RecipeError for bytes that are not UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise RecipeError(
+            path, line, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+
+
+def _title(path: Path, tree: ast.Module) -> str:
+    doc_node = tree.body[0] if tree.body else None
+    if not (
+        isinstance(doc_node, ast.Expr)
+        and isinstance(doc_node.value, ast.Constant)
+        and isinstance(doc_node.value.value, str)
+    ):
+        raise RecipeError(
+            path, 1, "no title docstring: a recipe starts with a docstring whose first line is "
+            "the title, underlined with '='"
+        )
+    lines = [ln.strip() for ln in doc_node.value.value.strip().splitlines()]
+    if len(lines) < 2 or not lines[0] or not _UNDERLINE.match(lines[1]):
+        raise RecipeError(
+            path, doc_node.lineno, "the docstring has no title: its first line must be the title, "
+            "the second an underline of '=' characters"
+        )
+    if len(lines[1]) < len(lines[0]):
+        raise RecipeError(path, doc_node.lineno + 1, "the title underline is shorter than the title")
+    return lines[0]
+
+
+def read_recipe(path: Path | str) -> RecipeMeta:
+    """Parse a recipe file; raise RecipeError naming file and line on bad input."""
+    import hashlib
+
+    path = Path(path)
+    text = read_source(path)
+    try:
+        tree = ast.parse(text, filename=str(path))
+    except SyntaxError as exc:
+        raise RecipeError(path, exc.lineno or 1, f"SyntaxError: {exc.msg}") from None
+    title = _title(path, tree)
+
+    values: dict[str, object] = {}
+    lines: dict[str, int] = {}
+    for m in _CONFIG_LINE.finditer(text):
+        key, raw = m[1], m[2]
+        line = _line_of_offset(text, m.start())
+        try:
+            values[key] = ast.literal_eval(raw)
+        except (SyntaxError, ValueError):
+            raise RecipeError(path, line, f"sphinx_gallery_{key}: {raw!r} is not a Python literal") from None
+        lines[key] = line
+
+    def check(key, ok, expected):
+        if key in values and not ok(values[key]):
+            raise RecipeError(path, lines[key], f"sphinx_gallery_{key} must be {expected}")
+
+    def str_list(v):
+        return isinstance(v, (list, tuple)) and all(isinstance(s, str) for s in v)
+
+    check("tags", str_list, "a list of strings")
+    check("requires", str_list, "a list of strings")
+    check("expected_warnings", str_list, "a list of regular expressions")
+    check("timeout", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
+          "a positive number of seconds")
+    check("parallel", lambda v: isinstance(v, bool), "True or False")
+
+    requires = []
+    for text_req in values.get("requires", ()):
+        try:
+            requires.append(parse_requirement(text_req))
+        except ValueError as exc:
+            raise RecipeError(path, lines["requires"], str(exc)) from None
+    for pattern in values.get("expected_warnings", ()):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise RecipeError(path, lines["expected_warnings"], f"bad pattern {pattern!r}: {exc}") from None
+
+    return RecipeMeta(
+        path=path,
+        title=title,
+        tags=tuple(values.get("tags", ())),
+        requires=tuple(requires),
+        timeout=float(values.get("timeout", DEFAULT_TIMEOUT)),
+        expected_warnings=tuple(values.get("expected_warnings", ())),
+        parallel=bool(values.get("parallel", True)),
+        source_md5=hashlib.md5(text.encode("utf-8")).hexdigest(),
+    )
+
+
+def find_recipes(root: Path | str) -> list[Path]:
+    """Every recipe script below ``root``, in a stable order."""
+    root = Path(root)
+    return sorted(p for p in root.rglob("*.py") if not p.name.startswith("_"))
+
+
+@dataclass(frozen=True)
+class Host:
+    """What the machine running the recipes offers."""
+
+    cuda_available: bool = False
+    capability: tuple[int, int] | None = None
+    gpu_count: int = 0
+    gpu_name: str = ""
+
+    @classmethod
+    def detect(cls) -> Host:
+        import torch
+
+        if not torch.cuda.is_available():
+            return cls()
+        return cls(
+            cuda_available=True,
+            capability=tuple(torch.cuda.get_device_capability()),
+            gpu_count=torch.cuda.device_count(),
+            gpu_name=torch.cuda.get_device_name(),
+        )
+
+    @property
+    def device(self) -> str:
+        return f"cuda ({self.gpu_name})" if self.cuda_available else "cpu"
+
+
+def unmet(meta: RecipeMeta, host: Host) -> list[str]:
+    """Human-readable reasons why ``host`` cannot run the recipe (empty: it can)."""
+    reasons = []
+    for req in meta.requires:
+        if req.package:
+            if importlib.util.find_spec(req.package.split(".")[0]) is None:
+                reasons.append(f"needs the Python package {req.package}")
+            continue
+        if not host.cuda_available:
+            reasons.append(f"needs CUDA ({req.text})" if req.text != "cuda" else "needs CUDA")
+        elif req.min_capability and (host.capability or (0, 0)) < req.min_capability:
+            have = ".".join(map(str, host.capability or (0, 0)))
+            want = ".".join(map(str, req.min_capability))
+            reasons.append(f"needs CUDA compute capability {want} or newer (this GPU has {have})")
+        elif req.min_gpus and host.gpu_count < req.min_gpus:
+            reasons.append(f"needs {req.min_gpus} GPUs (this machine has {host.gpu_count})")
+    return list(dict.fromkeys(reasons))

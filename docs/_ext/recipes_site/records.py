@@ -1,0 +1,75 @@
+"""Files that carry facts about recipes between processes and builds.
+
+* The *manifest* (``<gallery>/.recipes-manifest.json``) is written by the Sphinx
+  main process before the gallery runs; worker processes read it to learn each
+  recipe's time limit, expected warnings and staleness key.
+* A *record* (``<gallery>/<section>/<name>.record.json``) is written after a
+  recipe runs, or by the planner when it decides not to run it. It sits next to
+  the generated page, so it is cached, sharded and merged with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+MANIFEST = ".recipes-manifest.json"
+RECORD_SUFFIX = ".record.json"
+
+_manifest_cache: dict[str, tuple[float, dict]] = {}
+
+
+def gallery_root(gallery_conf) -> Path:
+    dirs = gallery_conf["gallery_dirs"]
+    if isinstance(dirs, (list, tuple)):
+        (dirs,) = dirs
+    return Path(gallery_conf["src_dir"], dirs)
+
+
+def write_json(path: Path, data) -> None:
+    """Write atomically, so that a killed build never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def write_manifest(root: Path, manifest: dict) -> None:
+    write_json(root / MANIFEST, manifest)
+
+
+def read_manifest(root: Path) -> dict:
+    path = root / MANIFEST
+    mtime = path.stat().st_mtime
+    cached = _manifest_cache.get(str(path))
+    if cached and cached[0] == mtime:
+        return cached[1]
+    data = read_json(path)
+    _manifest_cache[str(path)] = (mtime, data)
+    return data
+
+
+def manifest_entry(gallery_conf, fname) -> dict:
+    """The manifest entry of the recipe sphinx-gallery calls ``fname``."""
+    name = Path(fname).stem
+    return read_manifest(gallery_root(gallery_conf))["recipes"][name]
+
+
+def record_path(target_dir: Path | str, name: str) -> Path:
+    return Path(target_dir) / f"{name}{RECORD_SUFFIX}"
+
+
+def write(target_dir: Path | str, name: str, record: dict) -> None:
+    write_json(record_path(target_dir, name), record)
+
+
+def read(target_dir: Path | str, name: str) -> dict | None:
+    return read_json(record_path(target_dir, name))
