@@ -20,7 +20,6 @@ extensions = [
     "recipes_site",
 ]
 
-templates_path = ["docs/_templates"]
 html_static_path = ["docs/_static"]
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "recipes/**/*.record.json"]
 

@@ -16,7 +16,7 @@ The runtime hooks that sphinx-gallery calls around each recipe live in
 
 from __future__ import annotations
 
-from . import pages, plan, report
+from . import cards, pages, plan, report
 
 __version__ = "1.0"
 
@@ -38,4 +38,5 @@ def setup(app):
     app.connect("source-read", pages.annotate)
     app.connect("build-finished", report.summarize, priority=400)
     app.add_css_file("recipes.css")
+    cards.setup(app)
     return {"version": __version__, "parallel_read_safe": True, "parallel_write_safe": True}

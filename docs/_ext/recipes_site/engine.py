@@ -116,6 +116,7 @@ def snapshot() -> dict:
     import torch._dynamo.config as dyn_config
     import torch._inductor.config as ind_config
 
+    from torch._dynamo.utils import counters
     from torch.utils._python_dispatch import _len_torch_dispatch_stack
 
     return {
@@ -130,6 +131,7 @@ def snapshot() -> dict:
         "dynamo config": _config_items(dyn_config),
         "inductor config": _config_items(ind_config),
         "compiler stance": _stance(),
+        "dynamo counters": sum(sum(c.values()) for c in counters.values()),
     }
 
 
@@ -163,14 +165,16 @@ def reset_torch(clean: dict) -> None:
     import torch._dynamo.config as dyn_config
     import torch._inductor.config as ind_config
 
+    from torch._dynamo.utils import counters
     from torch.utils._python_dispatch import _len_torch_dispatch_stack, _pop_mode
 
+    # The default device is itself a function mode: reset it before popping modes.
+    torch.set_default_device(None if clean["default device"] == "cpu" else clean["default device"])
     while torch._C._len_torch_function_stack() > clean["function modes"]:
         torch._C._pop_torch_function_stack()
     while _len_torch_dispatch_stack() > clean["dispatch modes"]:
         _pop_mode()
     torch.set_default_dtype(getattr(torch, clean["default dtype"].split(".")[-1]))
-    torch.set_default_device(None if clean["default device"] == "cpu" else clean["default device"])
     torch.set_grad_enabled(clean["grad mode"])
     torch.use_deterministic_algorithms(clean["deterministic algorithms"])
     torch.set_num_threads(clean["num threads"])
@@ -186,6 +190,7 @@ def reset_torch(clean: dict) -> None:
         torch.compiler.set_stance(clean["compiler stance"])
     torch._logging.set_logs()
     torch.compiler.reset()
+    counters.clear()
     seed_everything()
     gc.collect()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -428,7 +433,9 @@ def end() -> dict:
     warnings.formatwarning = _saved_formatwarning
     warnings.filters[:] = _saved_filters
     warnings._filters_mutated()
-    run.leaks = _diff(snapshot(), _clean)
+    # Counters grow whenever a recipe compiles; they are reset, not reported.
+    run.leaks = [leak for leak in _diff(snapshot(), _clean)
+                 if not leak.startswith("dynamo counters")]
     if os.getcwd() != _saved_cwd:
         run.leaks.append(f"working directory: {os.getcwd()}")
         os.chdir(_saved_cwd)
@@ -479,7 +486,7 @@ def _record(run: Run) -> dict:
         "recipe": run.name,
         "src": run.src,
         "status": run.status,
-        "seconds": round(run.seconds, 3),
+        "seconds": round(run.seconds, 6),
         "peak_rss_mb": round(run.peak_rss_mb, 1),
         "peak_cuda_mb": round(run.peak_cuda_mb, 1),
         **host_description(),

@@ -64,6 +64,7 @@ class Requirement:
 class RecipeMeta:
     path: Path
     title: str
+    summary: str = ""
     tags: tuple[str, ...] = ()
     requires: tuple[Requirement, ...] = ()
     timeout: float = DEFAULT_TIMEOUT
@@ -133,6 +134,18 @@ def _title(path: Path, tree: ast.Module) -> str:
     return lines[0]
 
 
+def summary(docstring: str) -> str:
+    """The first plain paragraph after the title and the author line."""
+    body = docstring.strip().split("\n", 2)[2] if docstring.count("\n") >= 2 else ""
+    for para in re.split(r"\n\s*\n", body):
+        lines = [ln.strip() for ln in para.strip().splitlines()
+                 if ln.strip() and not ln.strip().startswith("**Author")]
+        if lines and not lines[0].startswith(".. "):
+            text = " ".join(lines)
+            return re.sub(r"``([^`]+)``", r"\1", text)
+    return ""
+
+
 def read_recipe(path: Path | str) -> RecipeMeta:
     """Parse a recipe file; raise RecipeError naming file and line on bad input."""
     import hashlib
@@ -144,6 +157,7 @@ def read_recipe(path: Path | str) -> RecipeMeta:
     except SyntaxError as exc:
         raise RecipeError(path, exc.lineno or 1, f"SyntaxError: {exc.msg}") from None
     title = _title(path, tree)
+    intro = summary(ast.get_docstring(tree, clean=True) or "")
 
     values: dict[str, object] = {}
     lines: dict[str, int] = {}
@@ -185,6 +199,7 @@ def read_recipe(path: Path | str) -> RecipeMeta:
     return RecipeMeta(
         path=path,
         title=title,
+        summary=intro,
         tags=tuple(values.get("tags", ())),
         requires=tuple(requires),
         timeout=float(values.get("timeout", DEFAULT_TIMEOUT)),

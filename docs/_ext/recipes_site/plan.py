@@ -152,6 +152,7 @@ def prepare(app) -> None:
             "requires": [r.text for r in m.requires],
             "tags": list(m.tags),
             "title": m.title,
+            "summary": m.summary,
             "key": key,
         }
         entries[name] = entry
@@ -207,8 +208,10 @@ def prepare(app) -> None:
         plan_counts["invalid"] = plan_counts.get("invalid", 0) + 1
 
     gconf["filename_pattern"] = _regex_for(to_execute)
-    gconf["ignore_pattern"] = _regex_for([Path(e.path) for e in invalid.values()] +
-                                         [examples / "__init__.py"])
+    # sphinx-gallery matches ignore_pattern against file names (which are unique
+    # here). Files starting with "_" are helper modules that recipes import.
+    ignored = [re.escape(Path(e.path).name) for e in invalid.values()] + [r"_.*\.py"]
+    gconf["ignore_pattern"] = "^(" + "|".join(ignored) + ")$"
     jobs = int(config.recipes_jobs)
     gconf["parallel"] = jobs if jobs > 1 and len(to_execute) > 1 else False
 

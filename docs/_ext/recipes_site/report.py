@@ -94,7 +94,7 @@ def summarize(app, exception) -> None:
 
     executed = sum(r["ran_in_this_build"] for r in rows)
     width = max((len(r["path"]) for r in rows), default=10)
-    lines = [f"[recipes] {executed} executed in this build, "
+    lines = [f"[recipes] {executed} ran in this build, "
              f"{sum(r['fate'] == 'cached' for r in rows)} cached, "
              f"{sum(r['status'] == 'skipped' for r in rows)} skipped, "
              f"{sum(r['status'] in ('failed', 'timed-out') for r in rows)} failed"]

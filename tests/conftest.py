@@ -1,0 +1,69 @@
+"""Shared helpers: the repository, the built site, and small Sphinx projects built in pytest."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+sys.path.insert(0, str(REPO / "docs" / "_ext"))
+
+
+def build_env(**extra: str) -> dict:
+    env = dict(os.environ)
+    env.update(
+        MPLBACKEND="Agg",
+        TORCHINDUCTOR_CACHE_DIR=str(REPO / ".cache" / "torch" / "inductor"),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    env.update(extra)
+    return env
+
+
+def make_project(root: Path, gallery: Path | None = None, recipes: dict | None = None) -> Path:
+    """A copy of this site's Sphinx project whose recipes come from ``gallery``.
+
+    It uses the real ``conf.py``, extension, static files and landing page,
+    so what the fixtures prove holds for the site itself.
+    """
+    docs = root / "docs"
+    docs.mkdir(parents=True)
+    shutil.copy(REPO / "conf.py", root / "conf.py")
+    for name in ("_ext", "_static"):
+        (docs / name).symlink_to(REPO / "docs" / name)
+    shutil.copy(REPO / "docs" / "index.rst", docs / "index.rst")
+    if gallery is not None:
+        shutil.copytree(gallery, root / "recipes")
+    else:
+        (root / "recipes").mkdir()
+        (root / "recipes" / "README.txt").write_text("Fixture\n=======\n\nFixture recipes.\n")
+    for rel, text in (recipes or {}).items():
+        path = root / "recipes" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+    return root
+
+
+def sphinx_build(root: Path, *options: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the same command as ``make html`` on a project; return the finished process."""
+    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going",
+           "-c", str(root), str(root / "docs"), str(root / "_build" / "html"), *options]
+    return subprocess.run(cmd, capture_output=True, text=True, env=build_env(), timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def site() -> Path:
+    """The site built by ``make html`` (``make test`` builds it first)."""
+    html = REPO / "_build" / "html"
+    if not (html / "recipes" / "timings.json").exists():
+        subprocess.run(["make", "html"], cwd=REPO, check=True, env=build_env())
+    return html
