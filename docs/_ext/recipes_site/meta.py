@@ -146,6 +146,28 @@ def summary(docstring: str) -> str:
     return ""
 
 
+def _check_cells(path: Path, text: str, tree: ast.Module) -> None:
+    """Declarations must share a cell with code, or the page shows an empty code cell."""
+    lines = text.splitlines()
+    start = tree.body[0].end_lineno if tree.body else 0
+    cell: list[tuple[int, str]] = []
+
+    def flush():
+        has_code = any(ln.strip() and not ln.lstrip().startswith("#") for _, ln in cell)
+        for number, ln in cell:
+            if _CONFIG_LINE.match(ln) and not has_code:
+                raise RecipeError(path, number, "a sphinx_gallery_ declaration must sit in a "
+                                  "code cell that also holds code (put it above the first import)")
+
+    for number, line in enumerate(lines[start:], start + 1):
+        if line.startswith("# %%"):
+            flush()
+            cell = []
+        else:
+            cell.append((number, line))
+    flush()
+
+
 def read_recipe(path: Path | str) -> RecipeMeta:
     """Parse a recipe file; raise RecipeError naming file and line on bad input."""
     import hashlib
@@ -183,6 +205,8 @@ def read_recipe(path: Path | str) -> RecipeMeta:
     check("timeout", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
           "a positive number of seconds")
     check("parallel", lambda v: isinstance(v, bool), "True or False")
+
+    _check_cells(path, text, tree)
 
     requires = []
     for text_req in values.get("requires", ()):
