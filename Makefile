@@ -53,9 +53,11 @@ html: $(BUILD_STAMP) ## Build the site into _build/html, executing stale recipes
 html-noplot: $(BUILD_STAMP) ## Build the site without executing any recipe
 	$(SPHINX) -D plot_gallery=0 docs $(HTML)
 
-test: $(TEST_STAMP) ## Build the site, then run every test (recipes, machinery, site)
+test: $(TEST_STAMP) lint ## Lint, build the site, then run every test (recipes, machinery, site)
 	$(MAKE) html
 	$(PY) -m pytest
+
+include .github/lint.mk
 
 clean: ## Remove the built site, generated pages and caches (keeps .venv)
 	rm -rf $(BUILD) docs/recipes docs/sg_execution_times.rst .cache .pytest_cache

@@ -55,8 +55,20 @@ def make_project(root: Path, gallery: Path | None = None, recipes: dict | None =
 
 def sphinx_build(root: Path, *options: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the same command as ``make html`` on a project; return the finished process."""
-    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going",
-           "-c", str(root), str(root / "docs"), str(root / "_build" / "html"), *options]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sphinx",
+        "-b",
+        "html",
+        "-W",
+        "--keep-going",
+        "-c",
+        str(root),
+        str(root / "docs"),
+        str(root / "_build" / "html"),
+        *options,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, env=build_env(), timeout=timeout)
 
 

@@ -58,9 +58,16 @@ def test_each_kind_of_leaked_state_is_reset(clean_build):
     assert _timings(root)["b_checks_clean"]["status"] == "executed"
     assert "state is clean" in _page(root, "b_checks_clean")
     summary = proc.stdout
-    for leak in ("function modes", "dispatch modes", "default dtype", "dynamo config",
-                 "inductor config", "compiler stance", "num threads",
-                 "environment variables changed: RECIPE_FIXTURE_LEAK"):
+    for leak in (
+        "function modes",
+        "dispatch modes",
+        "default dtype",
+        "dynamo config",
+        "inductor config",
+        "compiler stance",
+        "num threads",
+        "environment variables changed: RECIPE_FIXTURE_LEAK",
+    ):
         assert f"a_leaks_state.py: {leak}" in summary, leak
 
 
@@ -100,16 +107,27 @@ def test_page_structure_and_measurements(clean_build):
     record = _timings(root)["cpu_recipe"]
     assert record["peak_rss_mb"] > 50
     assert record["device"].startswith("cpu")
-    for key in ("recipe", "status", "seconds", "peak_rss_mb", "peak_cuda_mb", "device",
-                "torch", "date"):
+    for key in (
+        "recipe",
+        "status",
+        "seconds",
+        "peak_rss_mb",
+        "peak_cuda_mb",
+        "device",
+        "torch",
+        "date",
+    ):
         assert key in record
 
 
 def test_strict_build_fails_on_needs_cuda_and_drift(clean_build, tmp_path):
     root = make_project(tmp_path, FIXTURES / "clean")
     shutil.rmtree(root / "recipes")
-    shutil.copytree(FIXTURES / "clean", root / "recipes",
-                    ignore=shutil.ignore_patterns("a_*", "b_*", "cpu_recipe.py"))
+    shutil.copytree(
+        FIXTURES / "clean",
+        root / "recipes",
+        ignore=shutil.ignore_patterns("a_*", "b_*", "cpu_recipe.py"),
+    )
     proc = sphinx_build(root, "-D", "recipes_strict=1")
     assert proc.returncode != 0
     assert "undeclared_cuda.py:11: ERROR: recipe needs CUDA" in proc.stderr
@@ -136,7 +154,9 @@ def test_broken_build_exits_nonzero_and_names_each_problem(broken_build):
     assert "syntax_error.py:8: ERROR: recipe failed: SyntaxError: '(' was never closed" in err
     assert "no_title.py:1: ERROR: recipe failed: no title docstring" in err
     assert "not_utf8.py:8: ERROR: recipe failed: not valid UTF-8 (byte 0xe9" in err
-    assert "hangs.py:13: ERROR: recipe timed out: RecipeTimeout: ran past its time limit of 3 s" in err
+    assert (
+        "hangs.py:13: ERROR: recipe timed out: RecipeTimeout: ran past its time limit of 3 s" in err
+    )
 
 
 def test_other_pages_are_still_built(broken_build):

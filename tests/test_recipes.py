@@ -39,8 +39,12 @@ def test_recipe_runs(path):
         pytest.skip(f"{path.name} {'; '.join(reasons)}")
     try:
         proc = subprocess.run(
-            [sys.executable, path.name], cwd=path.parent, capture_output=True, text=True,
-            env=build_env(), timeout=recipe.timeout,
+            [sys.executable, path.name],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            env=build_env(),
+            timeout=recipe.timeout,
         )
     except subprocess.TimeoutExpired as exc:
         tail = (exc.stderr or b"")[-3000:]

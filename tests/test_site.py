@@ -30,7 +30,10 @@ def test_seed_page_keeps_the_seed_structure(site):
     assert page.find(id=f"sphx-glr-download-recipes-{SEED.replace('_', '-')}-py")
     assert page.find("h1").get_text().startswith("Using torch function modes with torch.compile")
     sections = [h.get_text().rstrip("#") for h in page.find_all("h2")]
-    assert sections[:2] == ["Choosing where to run", "A mode that turns additions into multiplications"]
+    assert sections[:2] == [
+        "Choosing where to run",
+        "A mode that turns additions into multiplications",
+    ]
     assert "Conclusion" in sections
     # each code cell that prints is followed by its real output
     outputs = page.select("div.sphx-glr-script-out pre")

@@ -60,10 +60,17 @@ def test_read_recipe_reads_declarations(tmp_path):
         ('"""\nno underline here\n"""\n', 1, "has no title"),
         ('"""\nLong title\n===\n"""\n', 2, "shorter than the title"),
         ('"""\nT\n===\n"""\n# sphinx_gallery_timeout = -1\nx = 1\n', 5, "positive number"),
-        ('"""\nT\n===\n"""\n# sphinx_gallery_requires = ["tpu"]\nx = 1\n', 5, "unknown requirement"),
+        (
+            '"""\nT\n===\n"""\n# sphinx_gallery_requires = ["tpu"]\nx = 1\n',
+            5,
+            "unknown requirement",
+        ),
         ('"""\nT\n===\n"""\n# sphinx_gallery_tags = [oops]\nx = 1\n', 5, "not a Python literal"),
-        ('"""\nT\n===\n"""\n\n# sphinx_gallery_tags = ["a"]\n\n# %%\n# text\nx = 1\n', 6,
-         "must sit in a code cell"),
+        (
+            '"""\nT\n===\n"""\n\n# sphinx_gallery_tags = ["a"]\n\n# %%\n# text\nx = 1\n',
+            6,
+            "must sit in a code cell",
+        ),
     ],
 )
 def test_bad_recipes_name_file_and_line(tmp_path, text, line, message):
@@ -76,17 +83,26 @@ def test_bad_recipes_name_file_and_line(tmp_path, text, line, message):
 
 
 def test_unmet_requirements():
-    recipe = meta.RecipeMeta(path=meta.Path("x.py"), title="x", requires=(
-        meta.parse_requirement("cuda>=9.0"), meta.parse_requirement("gpus>=2"),
-        meta.parse_requirement("package:no_such_package_anywhere")))
+    recipe = meta.RecipeMeta(
+        path=meta.Path("x.py"),
+        title="x",
+        requires=(
+            meta.parse_requirement("cuda>=9.0"),
+            meta.parse_requirement("gpus>=2"),
+            meta.parse_requirement("package:no_such_package_anywhere"),
+        ),
+    )
     cpu = meta.Host()
     assert meta.unmet(recipe, cpu) == [
-        "needs CUDA (cuda>=9.0)", "needs CUDA (gpus>=2)",
-        "needs the Python package no_such_package_anywhere"]
+        "needs CUDA (cuda>=9.0)",
+        "needs CUDA (gpus>=2)",
+        "needs the Python package no_such_package_anywhere",
+    ]
     old_gpu = meta.Host(cuda_available=True, capability=(8, 0), gpu_count=1, gpu_name="g")
     assert meta.unmet(recipe, old_gpu)[:2] == [
         "needs CUDA compute capability 9.0 or newer (this GPU has 8.0)",
-        "needs 2 GPUs (this machine has 1)"]
+        "needs 2 GPUs (this machine has 1)",
+    ]
     big = meta.Host(cuda_available=True, capability=(9, 0), gpu_count=8, gpu_name="g")
     assert meta.unmet(recipe, big) == ["needs the Python package no_such_package_anywhere"]
 
@@ -99,8 +115,16 @@ def test_find_recipes_skips_helper_modules(tmp_path):
 
 @pytest.mark.parametrize(
     "patterns, expected",
-    [("", True), ("graph_breaks", True), ("compile/*", True), ("graph_breaks.py", True),
-     ("*breaks*", True), ("other, graph_*", True), ("perf*", False), ("compile/x", False)],
+    [
+        ("", True),
+        ("graph_breaks", True),
+        ("compile/*", True),
+        ("graph_breaks.py", True),
+        ("*breaks*", True),
+        ("other, graph_*", True),
+        ("perf*", False),
+        ("compile/x", False),
+    ],
 )
 def test_recipe_selection_globs(patterns, expected):
     assert select.matches("graph_breaks", "compile/graph_breaks.py", patterns) is expected
@@ -121,11 +145,14 @@ def test_shards_are_balanced_and_complete():
         shards = select.assign_shards(durations, n)
         assert sorted(sum(shards, [])) == sorted(durations)
         total = sum(select.DEFAULT_SECONDS if d is None else d for d in durations.values())
-        longest = max(sum(select.DEFAULT_SECONDS if durations[x] is None else durations[x]
-                          for x in s) for s in shards)
+        longest = max(
+            sum(select.DEFAULT_SECONDS if durations[x] is None else durations[x] for x in s)
+            for s in shards
+        )
         assert longest <= 1.15 * total / n or longest == select.DEFAULT_SECONDS
-    assert select.assign_shards(durations, 3) == select.assign_shards(dict(reversed(
-        list(durations.items()))), 3), "every shard of a matrix must compute the same split"
+    assert select.assign_shards(durations, 3) == select.assign_shards(
+        dict(reversed(list(durations.items()))), 3
+    ), "every shard of a matrix must compute the same split"
 
 
 def test_staleness_key_depends_on_torch_device_and_requirements():
@@ -156,40 +183,83 @@ Body.
 
 
 def test_annotate_adds_verified_line_and_memory_footer():
-    record = {"status": "executed", "date": "2026-01-01", "torch": "2.13.0", "device": "cpu (X)",
-              "seconds": 1.25, "peak_rss_mb": 512.4, "peak_cuda_mb": 0}
+    record = {
+        "status": "executed",
+        "date": "2026-01-01",
+        "torch": "2.13.0",
+        "device": "cpu (X)",
+        "seconds": 1.25,
+        "peak_rss_mb": 512.4,
+        "peak_cuda_mb": 0,
+    }
     text = pages.annotate_text(RST, record)
-    assert "=====\n\n.. rst-class:: recipe-verified\n\n**Verified** 2026-01-01 with PyTorch " \
-           "2.13.0 on cpu (X), in 1.2 s." in text
+    assert (
+        "=====\n\n.. rst-class:: recipe-verified\n\n**Verified** 2026-01-01 with PyTorch "
+        "2.13.0 on cpu (X), in 1.2 s." in text
+    )
     assert "**Peak memory:** 512 MB CPU (resident)\n\n.. _sphx_glr_download" in text
     assert "CUDA" not in text.split("Peak memory")[1]
 
 
 @pytest.mark.parametrize(
     "status, expected",
-    [("skipped", "Not executed in this build"), ("needs-cuda", "Needs CUDA"),
-     ("not-run", "Not selected for execution"), ("failed", "This recipe failed in this build"),
-     ("timed-out", "ran past its time limit")],
+    [
+        ("skipped", "Not executed in this build"),
+        ("needs-cuda", "Needs CUDA"),
+        ("not-run", "Not selected for execution"),
+        ("failed", "This recipe failed in this build"),
+        ("timed-out", "ran past its time limit"),
+    ],
 )
 def test_banner_for_each_status(status, expected):
-    record = {"status": status, "reason": "not selected for execution in this build",
-              "error": {"line": 3, "message": "boom"}}
+    record = {
+        "status": status,
+        "reason": "not selected for execution in this build",
+        "error": {"line": 3, "message": "boom"},
+    }
     assert expected in pages.banner(record)
 
 
 def _row(**kw):
-    row = {"recipe": "r", "src": "r.py", "path": "r.py", "status": "executed", "seconds": 1.0,
-           "ran_in_this_build": True, "warnings": [], "leaks": [], "error": None}
+    row = {
+        "recipe": "r",
+        "src": "r.py",
+        "path": "r.py",
+        "status": "executed",
+        "seconds": 1.0,
+        "ran_in_this_build": True,
+        "warnings": [],
+        "leaks": [],
+        "error": None,
+    }
     row.update(kw)
     return row
 
 
 def test_problems_classify_failures_by_strictness():
     needs = _row(status="needs-cuda", error={"file": "r.py", "line": 4, "message": "no cuda"})
-    drift = _row(warnings=[{"category": "FutureWarning", "message": "old", "file": "r.py",
-                            "line": 2, "expected": False}])
-    expected = _row(warnings=[{"category": "FutureWarning", "message": "old", "file": "r.py",
-                               "line": 2, "expected": True}])
+    drift = _row(
+        warnings=[
+            {
+                "category": "FutureWarning",
+                "message": "old",
+                "file": "r.py",
+                "line": 2,
+                "expected": False,
+            }
+        ]
+    )
+    expected = _row(
+        warnings=[
+            {
+                "category": "FutureWarning",
+                "message": "old",
+                "file": "r.py",
+                "line": 2,
+                "expected": True,
+            }
+        ]
+    )
     broken = _row(status="failed", error={"file": "r.py", "line": 9, "message": "boom"})
     fatal, notes = report.problems([needs, drift, expected], strict=False, outputs={})
     assert fatal == [] and len(notes) == 2

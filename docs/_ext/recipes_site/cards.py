@@ -25,7 +25,8 @@ def visit_tag_filter(self, node):
     tags = node["tags"]
     buttons = "".join(
         f'<button type="button" class="recipe-tag-button" data-tag="{t}" aria-pressed="false">'
-        f"{t}</button>" for t in tags
+        f"{t}</button>"
+        for t in tags
     )
     self.body.append(
         '<div class="recipe-tag-filter" role="group" aria-label="Filter recipes by tag">'
@@ -71,13 +72,16 @@ class RecipeCards(SphinxDirective):
 
     def _card(self, entry: dict, srcdir: Path) -> nodes.Node:
         card = recipe_card(tags=" ".join(entry["tags"]))
-        thumb = Path(entry["target_dir"]) / "images" / "thumb" / f"sphx_glr_{entry['name']}_thumb.png"
+        thumb = (
+            Path(entry["target_dir"]) / "images" / "thumb" / f"sphx_glr_{entry['name']}_thumb.png"
+        )
         if thumb.exists():
             uri = "/" + thumb.relative_to(srcdir).as_posix()
             card += nodes.image(uri=uri, alt="", classes=["recipe-card-thumb"])
         title = nodes.paragraph(classes=["recipe-card-title"])
-        ref = addnodes.pending_xref("", refdomain="std", reftype="doc",
-                                    reftarget="/" + entry["docname"], refexplicit=True)
+        ref = addnodes.pending_xref(
+            "", refdomain="std", reftype="doc", reftarget="/" + entry["docname"], refexplicit=True
+        )
         ref += nodes.inline(text=entry["title"])
         title += ref
         card += title

@@ -115,7 +115,6 @@ def snapshot() -> dict:
     torch = _torch()
     import torch._dynamo.config as dyn_config
     import torch._inductor.config as ind_config
-
     from torch._dynamo.utils import counters
     from torch.utils._python_dispatch import _len_torch_dispatch_stack
 
@@ -164,7 +163,6 @@ def reset_torch(clean: dict) -> None:
     torch = _torch()
     import torch._dynamo.config as dyn_config
     import torch._inductor.config as ind_config
-
     from torch._dynamo.utils import counters
     from torch.utils._python_dispatch import _len_torch_dispatch_stack, _pop_mode
 
@@ -434,14 +432,17 @@ def end() -> dict:
     warnings.filters[:] = _saved_filters
     warnings._filters_mutated()
     # Counters grow whenever a recipe compiles; they are reset, not reported.
-    run.leaks = [leak for leak in _diff(snapshot(), _clean)
-                 if not leak.startswith("dynamo counters")]
+    run.leaks = [
+        leak for leak in _diff(snapshot(), _clean) if not leak.startswith("dynamo counters")
+    ]
     if os.getcwd() != _saved_cwd:
         run.leaks.append(f"working directory: {os.getcwd()}")
         os.chdir(_saved_cwd)
-    changed_env = sorted(k for k in os.environ.keys() | _saved_env.keys()
-                         if os.environ.get(k) != _saved_env.get(k)
-                         and not k.startswith(_TORCH_PRIVATE_ENV))
+    changed_env = sorted(
+        k
+        for k in os.environ.keys() | _saved_env.keys()
+        if os.environ.get(k) != _saved_env.get(k) and not k.startswith(_TORCH_PRIVATE_ENV)
+    )
     if changed_env:
         run.leaks.append(f"environment variables changed: {', '.join(changed_env[:5])}")
         for k in changed_env:
@@ -490,7 +491,7 @@ def _record(run: Run) -> dict:
         "peak_rss_mb": round(run.peak_rss_mb, 1),
         "peak_cuda_mb": round(run.peak_cuda_mb, 1),
         **host_description(),
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"),
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d"),
         "error": run.error,
         "warnings": run.warnings,
         "leaks": run.leaks,

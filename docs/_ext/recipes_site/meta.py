@@ -31,7 +31,9 @@ from pathlib import Path
 DEFAULT_TIMEOUT = 600.0
 
 # The same pattern sphinx-gallery uses for in-file settings.
-_CONFIG_LINE = re.compile(r"^[ \t]*#\s*sphinx_gallery_([A-Za-z0-9_]+)[ \t]*=[ \t]*(.+?)[ \t]*$", re.M)
+_CONFIG_LINE = re.compile(
+    r"^[ \t]*#\s*sphinx_gallery_([A-Za-z0-9_]+)[ \t]*=[ \t]*(.+?)[ \t]*$", re.M
+)
 _REQUIREMENT = re.compile(
     r"^(?:(?P<cuda>cuda)(?:>=(?P<cap>\d+\.\d+))?|gpus>=(?P<gpus>\d+)|package:(?P<pkg>[A-Za-z_][\w.]*))$"
 )
@@ -120,17 +122,23 @@ def _title(path: Path, tree: ast.Module) -> str:
         and isinstance(doc_node.value.value, str)
     ):
         raise RecipeError(
-            path, 1, "no title docstring: a recipe starts with a docstring whose first line is "
-            "the title, underlined with '='"
+            path,
+            1,
+            "no title docstring: a recipe starts with a docstring whose first line is "
+            "the title, underlined with '='",
         )
     lines = [ln.strip() for ln in doc_node.value.value.strip().splitlines()]
     if len(lines) < 2 or not lines[0] or not _UNDERLINE.match(lines[1]):
         raise RecipeError(
-            path, doc_node.lineno, "the docstring has no title: its first line must be the title, "
-            "the second an underline of '=' characters"
+            path,
+            doc_node.lineno,
+            "the docstring has no title: its first line must be the title, "
+            "the second an underline of '=' characters",
         )
     if len(lines[1]) < len(lines[0]):
-        raise RecipeError(path, doc_node.lineno + 1, "the title underline is shorter than the title")
+        raise RecipeError(
+            path, doc_node.lineno + 1, "the title underline is shorter than the title"
+        )
     return lines[0]
 
 
@@ -138,8 +146,11 @@ def summary(docstring: str) -> str:
     """The first plain paragraph after the title and the author line."""
     body = docstring.strip().split("\n", 2)[2] if docstring.count("\n") >= 2 else ""
     for para in re.split(r"\n\s*\n", body):
-        lines = [ln.strip() for ln in para.strip().splitlines()
-                 if ln.strip() and not ln.strip().startswith("**Author")]
+        lines = [
+            ln.strip()
+            for ln in para.strip().splitlines()
+            if ln.strip() and not ln.strip().startswith("**Author")
+        ]
         if lines and not lines[0].startswith(".. "):
             text = " ".join(lines)
             return re.sub(r"``([^`]+)``", r"\1", text)
@@ -156,8 +167,12 @@ def _check_cells(path: Path, text: str, tree: ast.Module) -> None:
         has_code = any(ln.strip() and not ln.lstrip().startswith("#") for _, ln in cell)
         for number, ln in cell:
             if _CONFIG_LINE.match(ln) and not has_code:
-                raise RecipeError(path, number, "a sphinx_gallery_ declaration must sit in a "
-                                  "code cell that also holds code (put it above the first import)")
+                raise RecipeError(
+                    path,
+                    number,
+                    "a sphinx_gallery_ declaration must sit in a "
+                    "code cell that also holds code (put it above the first import)",
+                )
 
     for number, line in enumerate(lines[start:], start + 1):
         if line.startswith("# %%"):
@@ -189,7 +204,9 @@ def read_recipe(path: Path | str) -> RecipeMeta:
         try:
             values[key] = ast.literal_eval(raw)
         except (SyntaxError, ValueError):
-            raise RecipeError(path, line, f"sphinx_gallery_{key}: {raw!r} is not a Python literal") from None
+            raise RecipeError(
+                path, line, f"sphinx_gallery_{key}: {raw!r} is not a Python literal"
+            ) from None
         lines[key] = line
 
     def check(key, ok, expected):
@@ -202,8 +219,11 @@ def read_recipe(path: Path | str) -> RecipeMeta:
     check("tags", str_list, "a list of strings")
     check("requires", str_list, "a list of strings")
     check("expected_warnings", str_list, "a list of regular expressions")
-    check("timeout", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
-          "a positive number of seconds")
+    check(
+        "timeout",
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
+        "a positive number of seconds",
+    )
     check("parallel", lambda v: isinstance(v, bool), "True or False")
 
     _check_cells(path, text, tree)
@@ -218,7 +238,9 @@ def read_recipe(path: Path | str) -> RecipeMeta:
         try:
             re.compile(pattern)
         except re.error as exc:
-            raise RecipeError(path, lines["expected_warnings"], f"bad pattern {pattern!r}: {exc}") from None
+            raise RecipeError(
+                path, lines["expected_warnings"], f"bad pattern {pattern!r}: {exc}"
+            ) from None
 
     return RecipeMeta(
         path=path,

@@ -31,8 +31,16 @@ logger = logging.getLogger(__name__)
 
 # Files sphinx-gallery writes next to a generated page, by suffix.
 GENERATED_SUFFIXES = (
-    ".rst", ".py", ".ipynb", ".zip", ".py.md5", ".rst.md5", ".ipynb.md5", ".codeobj.json",
-    ".cost.json", records.RECORD_SUFFIX,
+    ".rst",
+    ".py",
+    ".ipynb",
+    ".zip",
+    ".py.md5",
+    ".rst.md5",
+    ".ipynb.md5",
+    ".codeobj.json",
+    ".cost.json",
+    records.RECORD_SUFFIX,
 )
 
 
@@ -47,8 +55,11 @@ def _durations(root: Path, timings_file: str) -> dict[str, float]:
     """Last known run time of each recipe: from ``timings_file`` or the records."""
     if timings_file and Path(timings_file).is_file():
         data = records.read_json(Path(timings_file)) or {}
-        return {r["recipe"]: r.get("seconds") for r in data.get("recipes", [])
-                if r.get("status") == "executed"}
+        return {
+            r["recipe"]: r.get("seconds")
+            for r in data.get("recipes", [])
+            if r.get("status") == "executed"
+        }
     found = {}
     for path in root.rglob(f"*{records.RECORD_SUFFIX}"):
         rec = records.read_json(path) or {}
@@ -117,8 +128,12 @@ def prepare(app) -> None:
     for path in paths:
         try:
             if path.stem in seen:
-                raise meta.RecipeError(path, 1, f"a recipe named {path.stem!r} already exists "
-                                       f"at {seen[path.stem]}; recipe names must be unique")
+                raise meta.RecipeError(
+                    path,
+                    1,
+                    f"a recipe named {path.stem!r} already exists "
+                    f"at {seen[path.stem]}; recipe names must be unique",
+                )
             seen[path.stem] = path
             valid[path.stem] = meta.read_recipe(path)
         except meta.RecipeError as exc:
@@ -129,8 +144,9 @@ def prepare(app) -> None:
     shard_names = None
     if shard:
         durations = _durations(root, config.recipes_timings)
-        runnable = {n: durations.get(n) for n, m in valid.items()
-                    if not (host and meta.unmet(m, host))}
+        runnable = {
+            n: durations.get(n) for n, m in valid.items() if not (host and meta.unmet(m, host))
+        }
         shard_names = set(select.assign_shards(runnable, shard[1])[shard[0] - 1])
 
     entries, to_execute, plan_counts = {}, [], {}
@@ -140,7 +156,9 @@ def prepare(app) -> None:
         target_dir = root / rel.parent
         target_dir.mkdir(parents=True, exist_ok=True)
         device = host.device if host else "none"
-        key = select.staleness_key(m.source_md5, torch_version, device, [r.text for r in m.requires])
+        key = select.staleness_key(
+            m.source_md5, torch_version, device, [r.text for r in m.requires]
+        )
         entry = {
             "name": name,
             "src": str(m.path),
@@ -159,14 +177,18 @@ def prepare(app) -> None:
         old = records.read(target_dir, name)
         md5_file = target_dir / f"{name}.py.md5"
         selected = select.matches(name, rel.as_posix(), config.recipes_select) and (
-            shard_names is None or name in shard_names)
+            shard_names is None or name in shard_names
+        )
         reasons = meta.unmet(m, host) if host else []
 
         if not execute:
             fate = "cached" if old and old.get("status") == "executed" else "not-run"
             if fate == "not-run":
-                records.write(target_dir, name, _placeholder(entry, "not-run",
-                              "built without executing recipes (html-noplot)"))
+                records.write(
+                    target_dir,
+                    name,
+                    _placeholder(entry, "not-run", "built without executing recipes (html-noplot)"),
+                )
         elif reasons:
             fate = "skipped"
             md5_file.unlink(missing_ok=True)
@@ -198,13 +220,24 @@ def prepare(app) -> None:
         page = target_dir / f"{name}.rst"
         page.write_text(_failure_page(error, rel.as_posix()), encoding="utf-8")
         entries[name] = {
-            "name": name, "src": str(path), "rel": rel.as_posix(),
+            "name": name,
+            "src": str(path),
+            "rel": rel.as_posix(),
             "docname": (Path(gconf["gallery_dirs"]) / rel.with_suffix("")).as_posix(),
-            "target_dir": str(target_dir), "fate": "invalid", "key": "", "timeout": 0,
-            "expected_warnings": [], "requires": [], "tags": [], "title": name,
+            "target_dir": str(target_dir),
+            "fate": "invalid",
+            "key": "",
+            "timeout": 0,
+            "expected_warnings": [],
+            "requires": [],
+            "tags": [],
+            "title": name,
         }
-        records.write(target_dir, name, {**_placeholder(entries[name], "failed", error.message),
-                                         "error": error.as_dict()})
+        records.write(
+            target_dir,
+            name,
+            {**_placeholder(entries[name], "failed", error.message), "error": error.as_dict()},
+        )
         plan_counts["invalid"] = plan_counts.get("invalid", 0) + 1
 
     gconf["filename_pattern"] = _regex_for(to_execute)
@@ -215,19 +248,24 @@ def prepare(app) -> None:
     jobs = int(config.recipes_jobs)
     gconf["parallel"] = jobs if jobs > 1 and len(to_execute) > 1 else False
 
-    records.write_manifest(root, {
-        "recipes": entries,
-        "strict": strict,
-        "started": build_started,
-        "execute": execute,
-        "host": host.device if host else "none",
-        "plan": plan_counts,
-        "torch": torch_version,
-    })
+    records.write_manifest(
+        root,
+        {
+            "recipes": entries,
+            "strict": strict,
+            "started": build_started,
+            "execute": execute,
+            "host": host.device if host else "none",
+            "plan": plan_counts,
+            "torch": torch_version,
+        },
+    )
     summary = ", ".join(f"{n} {fate}" for fate, n in sorted(plan_counts.items()))
     logger.info(f"[recipes] plan: {summary}")
     if shard:
-        logger.info(f"[recipes] shard {shard[0]}/{shard[1]}: {', '.join(sorted(shard_names)) or '-'}")
+        logger.info(
+            f"[recipes] shard {shard[0]}/{shard[1]}: {', '.join(sorted(shard_names)) or '-'}"
+        )
 
 
 def _placeholder(entry: dict, status: str, reason: str) -> dict:
@@ -243,7 +281,7 @@ def _placeholder(entry: dict, status: str, reason: str) -> dict:
         "peak_cuda_mb": 0.0,
         "device": "",
         "torch": _torch_version(),
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
         "error": None,
         "warnings": [],
         "leaks": [],
