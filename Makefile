@@ -20,6 +20,7 @@ export TRITON_CACHE_DIR        := $(CURDIR)/.cache/torch/triton
 export MPLBACKEND              := Agg
 export PYTHONDONTWRITEBYTECODE := 1
 
+SHARDS_DIR ?= $(BUILD)/shards
 SPHINXOPTS ?=
 SPHINX := $(PY) -m sphinx -b html -W --keep-going -c . \
 	-D recipes_select="$(RECIPE)" -D recipes_shard="$(SHARD)" \
@@ -28,7 +29,7 @@ SPHINX := $(PY) -m sphinx -b html -W --keep-going -c . \
 BUILD_STAMP := $(VENV)/.stamp-build
 TEST_STAMP  := $(VENV)/.stamp-test
 
-.PHONY: help html html-noplot test clean venv
+.PHONY: help html html-noplot merge test clean venv
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,6 +53,10 @@ html: $(BUILD_STAMP) ## Build the site into _build/html, executing stale recipes
 
 html-noplot: $(BUILD_STAMP) ## Build the site without executing any recipe
 	$(SPHINX) -D plot_gallery=0 docs $(HTML)
+
+merge: $(BUILD_STAMP) ## Combine shard outputs under $(SHARDS_DIR)/*/ into one site, executing nothing
+	PYTHONPATH=docs/_ext $(PY) -m recipes_site.merge $(SHARDS_DIR) docs/recipes
+	$(SPHINX) -D plot_gallery=0 -D recipes_require_all=1 docs $(HTML)
 
 test: $(TEST_STAMP) lint ## Lint, build the site, then run every test (recipes, machinery, site)
 	$(MAKE) html

@@ -63,6 +63,7 @@ class Run:
     timeout: float
     expected_warnings: tuple[str, ...]
     key: str
+    source_md5: str
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
     peak_cuda_mb: float = 0.0
@@ -342,6 +343,7 @@ def begin(entry: dict) -> None:
         timeout=entry["timeout"],
         expected_warnings=tuple(entry["expected_warnings"]),
         key=entry["key"],
+        source_md5=entry["source_md5"],
     )
     _reset_peak_rss()
     _arm(_current.timeout)
@@ -496,4 +498,5 @@ def _record(run: Run) -> dict:
         "warnings": run.warnings,
         "leaks": run.leaks,
         "key": run.key,
+        "source_md5": run.source_md5,
     }

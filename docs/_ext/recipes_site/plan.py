@@ -171,6 +171,7 @@ def prepare(app) -> None:
             "tags": list(m.tags),
             "title": m.title,
             "summary": m.summary,
+            "source_md5": m.source_md5,
             "key": key,
         }
         entries[name] = entry
@@ -182,7 +183,14 @@ def prepare(app) -> None:
         reasons = meta.unmet(m, host) if host else []
 
         if not execute:
-            fate = "cached" if old and old.get("status") == "executed" else "not-run"
+            # Keep output made from this very source (by an earlier build or a shard).
+            same_source = bool(old) and old.get("source_md5") == m.source_md5
+            if same_source and old["status"] == "executed" and md5_file.exists():
+                fate = "cached"
+            elif same_source and old["status"] == "skipped":
+                fate = "skipped"
+            else:
+                fate = "not-run"
             if fate == "not-run":
                 records.write(
                     target_dir,
@@ -253,6 +261,7 @@ def prepare(app) -> None:
         {
             "recipes": entries,
             "strict": strict,
+            "require_all": bool(config.recipes_require_all),
             "started": build_started,
             "execute": execute,
             "host": host.device if host else "none",
@@ -286,4 +295,5 @@ def _placeholder(entry: dict, status: str, reason: str) -> dict:
         "warnings": [],
         "leaks": [],
         "key": entry["key"],
+        "source_md5": entry.get("source_md5", ""),
     }

@@ -46,13 +46,18 @@ def collect(manifest: dict) -> list[dict]:
     return rows
 
 
-def problems(rows: list[dict], strict: bool, outputs: dict[str, bool]) -> tuple[list, list[str]]:
+def problems(
+    rows: list[dict], strict: bool, outputs: dict[str, bool], require_all: bool = False
+) -> tuple[list, list[str]]:
     """(fatal, notes): problems as (message, (file, line)), and informative lines."""
     fatal, notes = [], []
     for row in rows:
         err = row.get("error") or {}
         where = (err.get("file", row["src"]), err.get("line") or 1)
         status = row["status"]
+        if require_all and status not in ("executed", "skipped"):
+            fatal.append((f"recipe was not executed by any shard ({status})", (row["src"], 1)))
+            continue
         if status in ("failed", "timed-out"):
             label = "recipe timed out" if status == "timed-out" else "recipe failed"
             fatal.append((f"{label}: {err.get('message', row.get('reason', ''))}", where))
@@ -108,7 +113,7 @@ def summarize(app, exception) -> None:
         for r in rows
         if r["ran_in_this_build"]
     }
-    fatal, notes = problems(rows, manifest["strict"], outputs)
+    fatal, notes = problems(rows, manifest["strict"], outputs, manifest.get("require_all", False))
 
     if app.builder.format == "html":
         out = Path(app.outdir) / Path(root).relative_to(app.srcdir) / "timings.json"
