@@ -29,7 +29,7 @@ SPHINX := $(PY) -m sphinx -b html -W --keep-going -c . \
 BUILD_STAMP := $(VENV)/.stamp-build
 TEST_STAMP  := $(VENV)/.stamp-test
 
-.PHONY: help html html-noplot merge test clean venv
+.PHONY: help html html-noplot merge test bench clean venv
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -63,6 +63,9 @@ test: $(TEST_STAMP) lint ## Lint, build the site, then run every test (recipes, 
 	$(PY) -m pytest
 
 include .github/lint.mk
+
+bench: $(TEST_STAMP) ## Measure build speed: cold, no-op, one edit, JOBS=2, isolation, shards
+	$(PY) tests/bench.py
 
 clean: ## Remove the built site, generated pages and caches (keeps .venv)
 	rm -rf $(BUILD) docs/recipes docs/sg_execution_times.rst .cache .pytest_cache

@@ -53,7 +53,9 @@ def make_project(root: Path, gallery: Path | None = None, recipes: dict | None =
     return root
 
 
-def sphinx_build(root: Path, *options: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def sphinx_build(
+    root: Path, *options: str, timeout: float = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run the same command as ``make html`` on a project; return the finished process."""
     cmd = [
         sys.executable,
@@ -69,7 +71,9 @@ def sphinx_build(root: Path, *options: str, timeout: float = 600) -> subprocess.
         str(root / "_build" / "html"),
         *options,
     ]
-    return subprocess.run(cmd, capture_output=True, text=True, env=build_env(), timeout=timeout)
+    return subprocess.run(
+        cmd, capture_output=True, text=True, env=build_env(**(env or {})), timeout=timeout
+    )
 
 
 @pytest.fixture(scope="session")

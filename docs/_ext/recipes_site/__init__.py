@@ -30,6 +30,7 @@ def setup(app):
     app.add_config_value("recipes_jobs", 1, "", types=[int])
     app.add_config_value("recipes_timings", "", "", types=[str])
     app.add_config_value("recipes_require_all", False, "", types=[bool])
+    app.add_config_value("recipes_isolate", True, "", types=[bool])
     app.add_config_value("recipes_repository", "", "html", types=[str])
     app.add_config_value("recipes_branch", "main", "html", types=[str])
 

@@ -77,7 +77,7 @@ class Run:
 
 
 _current: Run | None = None
-_clean: dict | None = None
+_clean: dict | None = None  # the state every recipe starts from, taken once per process
 _saved_env: dict | None = None
 _saved_cwd: str | None = None
 _saved_modules: set[str] | None = None
@@ -311,23 +311,46 @@ def reset_recipe(gallery_conf, fname, when):
     if fname is None:  # entering a gallery directory: nothing to do
         return
     if when == "before":
-        begin(records.manifest_entry(gallery_conf, fname))
+        manifest = records.read_manifest(records.gallery_root(gallery_conf))
+        entry = manifest["recipes"][Path(fname).stem]
+        begin(entry, isolate=manifest["isolate"], jobs=manifest["jobs"])
     else:
         end()
 
 
-def begin(entry: dict) -> None:
-    """Start a recipe: clean state, arm its timer, start measuring."""
-    global _current, _clean, _saved_env, _saved_cwd, _saved_modules
-    global _saved_filters, _saved_formatwarning
+_isolate = True
+
+
+def _first_use(jobs: int) -> None:
+    """Once per process: import the compile stack and record the clean state."""
+    global _clean
+    warm_up()
+    if jobs > 1:
+        # Share the cores between worker processes instead of oversubscribing them.
+        import torch._inductor.config as ind_config
+
+        _torch().set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
+        ind_config.compile_threads = 1
+    _remember_originals()
+    _clean = snapshot()
+
+
+def begin(entry: dict, isolate: bool = True, jobs: int = 1) -> None:
+    """Start a recipe: clean state, arm its timer, start measuring.
+
+    ``isolate=False`` skips the resets and leak checks (measurements and the
+    time limit stay); it exists to measure what isolation costs.
+    """
+    global _current, _saved_env, _saved_cwd, _saved_modules
+    global _saved_filters, _saved_formatwarning, _isolate
     if _clean is None:
-        warm_up()
-        _remember_originals()
-        _clean = snapshot()
-    reset_torch(_clean)
-    leftovers = _diff(snapshot(), _clean)
-    if leftovers:  # the reset itself failed: never run a recipe on dirty state
-        raise RuntimeError(f"could not reset PyTorch state before {entry['name']}: {leftovers}")
+        _first_use(jobs)
+    _isolate = isolate
+    if isolate:
+        reset_torch(_clean)
+        leftovers = _diff(snapshot(), _clean)
+        if leftovers:  # the reset itself failed: never run a recipe on dirty state
+            raise RuntimeError(f"could not reset state before {entry['name']}: {leftovers}")
     _saved_env = dict(os.environ)
     _saved_cwd = os.getcwd()
     _saved_modules = set(sys.modules)
@@ -433,6 +456,15 @@ def end() -> dict:
     warnings.formatwarning = _saved_formatwarning
     warnings.filters[:] = _saved_filters
     warnings._filters_mutated()
+    if _isolate:
+        _restore(run)
+    record = _record(run)
+    records.write(Path(run.target_dir), run.name, record)
+    return record
+
+
+def _restore(run: Run) -> None:
+    """Put back what the recipe changed, and note it in the record."""
     # Counters grow whenever a recipe compiles; they are reset, not reported.
     run.leaks = [
         leak for leak in _diff(snapshot(), _clean) if not leak.startswith("dynamo counters")
@@ -454,9 +486,6 @@ def end() -> dict:
                 del os.environ[k]
     _unload_recipe_modules(Path(run.src).parent)
     reset_torch(_clean)
-    record = _record(run)
-    records.write(Path(run.target_dir), run.name, record)
-    return record
 
 
 def _unload_recipe_modules(folder: Path) -> None:

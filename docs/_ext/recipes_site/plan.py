@@ -262,6 +262,8 @@ def prepare(app) -> None:
             "recipes": entries,
             "strict": strict,
             "require_all": bool(config.recipes_require_all),
+        "isolate": bool(config.recipes_isolate),
+        "jobs": jobs,
             "started": build_started,
             "execute": execute,
             "host": host.device if host else "none",

@@ -57,12 +57,6 @@ def read_manifest(root: Path) -> dict:
     return data
 
 
-def manifest_entry(gallery_conf, fname) -> dict:
-    """The manifest entry of the recipe sphinx-gallery calls ``fname``."""
-    name = Path(fname).stem
-    return read_manifest(gallery_root(gallery_conf))["recipes"][name]
-
-
 def record_path(target_dir: Path | str, name: str) -> Path:
     return Path(target_dir) / f"{name}{RECORD_SUFFIX}"
 
