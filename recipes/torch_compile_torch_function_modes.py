@@ -34,9 +34,12 @@ from torch.overrides import BaseTorchFunctionMode
 
 
 def pick_device() -> torch.device:
-    if torch.cuda.is_available() and torch.cuda.get_device_capability() >= (7, 0):
-        return torch.device("cuda")
-    return torch.device("cpu")
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    if torch.cuda.get_device_capability() < (7, 0):
+        print("this GPU is too old for torch.compile's GPU backend: using the CPU")
+        return torch.device("cpu")
+    return torch.device("cuda")
 
 
 device = pick_device()
