@@ -135,8 +135,18 @@ def snapshot() -> dict:
     }
 
 
+def _stable_repr(value) -> str:
+    """``repr`` that does not depend on set ordering (which varies with hash seeds)."""
+    if isinstance(value, (set, frozenset)):
+        return "{" + ", ".join(sorted(map(repr, value))) + "}"
+    return repr(value)
+
+
 def _config_items(module) -> dict:
-    return {k: repr(v) for k, v in module.get_config_copy().items()}
+    """Public settings of a torch config module (names with ``_`` are torch's own)."""
+    return {
+        k: _stable_repr(v) for k, v in module.get_config_copy().items() if not k.startswith("_")
+    }
 
 
 def _stance() -> str:
@@ -183,7 +193,7 @@ def reset_torch(clean: dict) -> None:
         for module, key in ((dyn_config, "dynamo config"), (ind_config, "inductor config")):
             now = module.get_config_copy()
             for name, value in now.items():
-                if repr(value) != clean[key].get(name):
+                if name in clean[key] and _stable_repr(value) != clean[key][name]:
                     setattr(module, name, _original(module, name))
     if _stance() != clean["compiler stance"]:
         torch.compiler.set_stance(clean["compiler stance"])
