@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "docs" / "_ext"))
 
-from recipes_site import engine  # noqa: E402
+from recipes_site import engine, notebooks  # noqa: E402
 
 project = "PyTorch Recipes"
 author = "PyTorch Recipes maintainers"
@@ -14,13 +14,26 @@ copyright = "2026, PyTorch Recipes maintainers"
 # The one place that names the repository: GitHub link, "Open in Colab", edit links.
 recipes_repository = "pytorch-recipes/recipes"
 recipes_branch = "main"
+# The deploy job publishes each generated notebook to this branch, at its path
+# below recipes/ (compile/graph_breaks.ipynb); "Open in Colab" links point there.
+recipes_notebooks_branch = "notebooks"
+html_baseurl = "https://{}.github.io/{}/".format(*recipes_repository.split("/"))
+recipes_description = "Short, runnable PyTorch recipes, executed when the site is built."
+# Old page name -> current page name (no .html); each old name keeps working.
+recipes_redirects = {
+    # sphinx-gallery's per-gallery computation-times page; the site has one for all.
+    "recipes/sg_execution_times": "sg_execution_times",
+}
 
 extensions = [
     "sphinx_gallery.gen_gallery",
     "recipes_site",
+    "sphinx_copybutton",
 ]
 
 html_static_path = ["docs/_static"]
+templates_path = ["docs/_templates"]
+html_favicon = "docs/_static/favicon.svg"
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "recipes/**/*.record.json"]
 
 sphinx_gallery_conf = {
@@ -37,6 +50,10 @@ sphinx_gallery_conf = {
     "min_reported_time": 0,
     "capture_repr": ("__repr__",),
     "backreferences_dir": "recipes/_backreferences",
+    # Its page loads scripts from CDNs; recipes_site/timespage.py writes ours.
+    "write_computation_times": False,
+    # Installs the pinned packages when a notebook is opened in Colab, else does nothing.
+    "first_notebook_cell": notebooks.first_cell(),
 }
 # Recipe failures are reported once, by name, file and line, in the recipes
 # summary at the end of the build (docs/_ext/recipes_site/report.py).
@@ -49,6 +66,10 @@ html_theme_options = {
     "navbar_end": ["theme-switcher", "navbar-icon-links"],
     "show_toc_level": 2,
     "navigation_with_keys": False,
+    # Templates that render nothing are dropped, so only recipe pages show the last two.
+    "secondary_sidebar_items": ["page-toc", "recipe-downloads", "colab-link", "sourcelink"],
 }
+# Copy buttons on code cells only, not on their printed output.
+copybutton_selector = "div.highlight-Python pre"
 html_context = {"default_mode": "auto"}
 html_last_updated_fmt = None

@@ -46,8 +46,11 @@ def wipe_outputs(root: Path) -> None:
 
 def copy_recipes(dest: Path, keep) -> None:
     src = REPO / "recipes"
-    shutil.copytree(src, dest, ignore=lambda d, names: [
-        n for n in names if n.endswith(".py") and not keep(Path(d) / n)])
+    shutil.copytree(
+        src,
+        dest,
+        ignore=lambda d, names: [n for n in names if n.endswith(".py") and not keep(Path(d) / n)],
+    )
 
 
 def main() -> None:
@@ -70,8 +73,11 @@ def main() -> None:
         report("recipes", f"{n} ({len(executed)} executed)")
         report("cold build, empty compile cache", f"{cold:.1f} s")
         report("  sum of recipe run times", f"{recipe_sum:.1f} s")
-        report("  build overhead (wall - recipes) / wall", f"{(cold - recipe_sum) / cold:.1%}",
-               "goal <= 10%")
+        report(
+            "  build overhead (wall - recipes) / wall",
+            f"{(cold - recipe_sum) / cold:.1%}",
+            "goal <= 10%",
+        )
 
         noop, rows = build(site, cache=cache)
         report("no-op rebuild", f"{noop:.1f} s, {len(ran(rows))} executed")
@@ -81,16 +87,20 @@ def main() -> None:
         with seed.open("a") as f:
             f.write("# an edit\n")
         edit, rows = build(site, cache=cache)
-        report("one-edit rebuild", f"{edit:.1f} s, executed {', '.join(ran(rows))}",
-               "goal: exactly 1")
+        report(
+            "one-edit rebuild", f"{edit:.1f} s, executed {', '.join(ran(rows))}", "goal: exactly 1"
+        )
 
         wipe_outputs(site)
         warm, rows = build(site, cache=cache)
         warm_sum = sum(r["seconds"] for r in rows.values() if r["ran_in_this_build"])
         report("cold build, warm compile cache", f"{warm:.1f} s")
         report("  gain from the compile cache", f"{cold / warm:.2f}x ({cold - warm:.0f} s)")
-        report("  build overhead (wall - recipes) / wall", f"{(warm - warm_sum) / warm:.1%}",
-               "goal <= 10%")
+        report(
+            "  build overhead (wall - recipes) / wall",
+            f"{(warm - warm_sum) / warm:.1%}",
+            "goal <= 10%",
+        )
 
         par = make_project(tmp / "parallel")
         shutil.rmtree(par / "recipes")
@@ -102,9 +112,11 @@ def main() -> None:
         report(f"JOBS=1 vs JOBS=2 on {m} parallel-safe recipes", f"{one:.1f} s vs {two:.1f} s")
         report("  JOBS=2 speedup", f"{one / two:.2f}x", "goal >= 1.6x")
 
-        tiny = {f"tiny_{i:02d}.py": f'"""\nTiny {i}\n=======\n\nA small recipe.\n"""\n\n'
-                f"import torch\n\nx = torch.rand(64, 64)\nprint(float((x @ x).sum()) > 0)\n"
-                for i in range(10)}
+        tiny = {
+            f"tiny_{i:02d}.py": f'"""\nTiny {i}\n=======\n\nA small recipe.\n"""\n\n'
+            f"import torch\n\nx = torch.rand(64, 64)\nprint(float((x @ x).sum()) > 0)\n"
+            for i in range(10)
+        }
         iso = make_project(tmp / "isolation", recipes=tiny)
         walls = {True: [], False: []}
         for _ in range(2):
@@ -113,8 +125,10 @@ def main() -> None:
                 wall, _ = build(iso, "-D", f"recipes_isolate={int(isolate)}", cache=cache)
                 walls[isolate].append(wall)
         per = (min(walls[True]) - min(walls[False])) / len(tiny)
-        report(f"isolation, {len(tiny)} tiny recipes", f"{min(walls[True]):.1f} s vs "
-               f"{min(walls[False]):.1f} s without")
+        report(
+            f"isolation, {len(tiny)} tiny recipes",
+            f"{min(walls[True]):.1f} s vs {min(walls[False]):.1f} s without",
+        )
         report("  isolation overhead per recipe", f"{per:.3f} s", "goal <= 0.3 s")
 
         durations = {name: r["seconds"] for name, r in rows.items() if r["status"] == "executed"}
@@ -122,8 +136,11 @@ def main() -> None:
         for count in (2, 4):
             shards = select.assign_shards(durations, count)
             longest = max(sum(durations[x] for x in s) for s in shards)
-            report(f"shard balance N={count}", f"{longest / (total / count):.3f}",
-                   "goal <= 1.15 (longest / mean)")
+            report(
+                f"shard balance N={count}",
+                f"{longest / (total / count):.3f}",
+                "goal <= 1.15 (longest / mean)",
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("\n".join(["", "summary:"] + out))

@@ -35,7 +35,7 @@ def make_project(root: Path, gallery: Path | None = None, recipes: dict | None =
     docs = root / "docs"
     docs.mkdir(parents=True)
     shutil.copy(REPO / "conf.py", root / "conf.py")
-    for name in ("_ext", "_static"):
+    for name in ("_ext", "_static", "_templates"):
         (docs / name).symlink_to(REPO / "docs" / name)
     shutil.copy(REPO / "docs" / "index.rst", docs / "index.rst")
     if gallery is not None:

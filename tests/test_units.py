@@ -162,6 +162,7 @@ def test_staleness_key_depends_on_torch_device_and_requirements():
     assert base != select.staleness_key("md5", "2.14.0", "cpu", [])
     assert base != select.staleness_key("md5", "2.13.0", "cuda (H200)", [])
     assert base != select.staleness_key("md5", "2.13.0", "cpu", ["cuda"])
+    assert base != select.staleness_key("md5", "2.13.0", "cpu", [], "another first cell")
 
 
 RST = """.. _sphx_glr_recipes_x.py:

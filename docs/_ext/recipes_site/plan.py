@@ -149,6 +149,7 @@ def prepare(app) -> None:
         }
         shard_names = set(select.assign_shards(runnable, shard[1])[shard[0] - 1])
 
+    settings = repr([gconf.get(k) for k in ("first_notebook_cell", "last_notebook_cell")])
     entries, to_execute, plan_counts = {}, [], {}
     build_started = time.time()
     for name, m in valid.items():
@@ -157,7 +158,7 @@ def prepare(app) -> None:
         target_dir.mkdir(parents=True, exist_ok=True)
         device = host.device if host else "none"
         key = select.staleness_key(
-            m.source_md5, torch_version, device, [r.text for r in m.requires]
+            m.source_md5, torch_version, device, [r.text for r in m.requires], settings
         )
         entry = {
             "name": name,
@@ -262,8 +263,8 @@ def prepare(app) -> None:
             "recipes": entries,
             "strict": strict,
             "require_all": bool(config.recipes_require_all),
-        "isolate": bool(config.recipes_isolate),
-        "jobs": jobs,
+            "isolate": bool(config.recipes_isolate),
+            "jobs": jobs,
             "started": build_started,
             "execute": execute,
             "host": host.device if host else "none",

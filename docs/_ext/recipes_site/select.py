@@ -55,7 +55,13 @@ def assign_shards(durations: dict[str, float | None], count: int) -> list[list[s
     return [sorted(s) for s in shards]
 
 
-def staleness_key(source_md5: str, torch_version: str, device: str, requires: list[str]) -> str:
-    """What a recipe's output depends on besides its text."""
-    parts = [source_md5, torch_version, device, ",".join(sorted(requires))]
+def staleness_key(
+    source_md5: str, torch_version: str, device: str, requires: list[str], settings: str = ""
+) -> str:
+    """What a recipe's output depends on besides its text.
+
+    ``settings`` stands for the site settings that shape every generated page
+    and notebook (such as the notebooks' first cell): changing them re-executes.
+    """
+    parts = [source_md5, torch_version, device, ",".join(sorted(requires)), settings]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]

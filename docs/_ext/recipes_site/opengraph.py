@@ -1,0 +1,53 @@
+"""OpenGraph tags for link previews, added to every page's ``metatags``.
+
+``og:description`` is the recipe's summary on recipe pages (the card text) and
+``recipes_description`` elsewhere; ``og:image`` is the recipe's card thumbnail
+when it has one. URLs are absolute, built on ``html_baseurl``.
+"""
+
+from __future__ import annotations
+
+import re
+from html import escape, unescape
+from pathlib import Path
+
+from . import links
+
+_TAGS = re.compile(r"<[^>]+>")
+
+
+def _plain(html: str) -> str:
+    return " ".join(unescape(_TAGS.sub("", html or "")).split())
+
+
+def thumbnail(entry: dict) -> Path:
+    return Path(entry["target_dir"]) / "images" / "thumb" / f"sphx_glr_{entry['name']}_thumb.png"
+
+
+def tags(app, pagename: str, context: dict) -> dict[str, str]:
+    base = app.config.html_baseurl.rstrip("/") + "/"
+    entry = links.recipe_entry(app, pagename)
+    title = _plain(context.get("title", "")) or app.config.project
+    found = {
+        "og:title": title,
+        "og:type": "article" if entry else "website",
+        "og:url": base + app.builder.get_target_uri(pagename),
+        "og:site_name": app.config.project,
+        "og:description": (entry or {}).get("summary") or app.config.recipes_description,
+    }
+    if entry and thumbnail(entry).is_file():
+        # The landing page's card shows this image, so Sphinx copies it to _images.
+        found["og:image"] = f"{base}_images/{thumbnail(entry).name}"
+    return found
+
+
+def add_metatags(app, pagename, templatename, context, doctree) -> None:
+    """``html-page-context``: append the OpenGraph tags to ``metatags``."""
+    if not app.config.html_baseurl:
+        return
+    html = "".join(
+        f'\n<meta property="{k}" content="{escape(v)}" />'
+        for k, v in tags(app, pagename, context).items()
+        if v
+    )
+    context["metatags"] = context.get("metatags", "") + html

@@ -1,0 +1,294 @@
+"""The built site in a real browser: Debian's Chromium, driven by Playwright.
+
+The site is served from this machine only, under the same path as on GitHub
+Pages (``/<name>/``, from ``html_baseurl``), with the 404 page answering for
+missing files as GitHub Pages does. Every page must load without a console
+error, without a request leaving 127.0.0.1 and without a serious or critical
+axe-core violation; the features readers touch must work. A screenshot of
+each page is saved under ``_build/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from conftest import REPO
+from playwright.sync_api import sync_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+SCREENSHOTS = REPO / "_build" / "screenshots"
+SEED = "recipes/torch_compile_torch_function_modes.html"
+PAGES = {
+    "landing": "index.html",
+    "recipe": SEED,
+    "search": "search.html?q=function+modes",
+    "computation-times": "sg_execution_times.html",
+    "not-found": "no/such/recipe.html",
+}
+
+
+def site_prefix() -> str:
+    """The path the site is served under, as on GitHub Pages: ``/recipes/``."""
+    text = (REPO / "conf.py").read_text(encoding="utf-8")
+    repo = re.search(r'^recipes_repository\s*=\s*"([^"]+)"', text, re.M)[1]
+    return f"/{repo.split('/')[1]}/"
+
+
+class _SiteHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves ``directory`` under ``prefix``; a missing file gets 404.html, status 404."""
+
+    prefix = "/"
+
+    def translate_path(self, path):
+        path = urlsplit(path).path
+        if not path.startswith(self.prefix):
+            return str(Path(self.directory) / "__outside_the_site__")
+        return super().translate_path("/" + path[len(self.prefix) :])
+
+    def send_error(self, code, message=None, explain=None):
+        page = Path(self.directory) / "404.html"
+        if code != 404 or not page.is_file():
+            return super().send_error(code, message, explain)
+        body = page.read_bytes()
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format, *args):  # keep pytest's output clean
+        pass
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium; installed with apt-get when missing and we are root."""
+    if not CHROMIUM.exists():
+        if os.geteuid() != 0:
+            pytest.fail(f"{CHROMIUM} is missing: run `apt-get install -y chromium` as root")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        done = subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env)
+        if done.returncode != 0:  # an empty or stale package list: refresh it once
+            subprocess.run(["apt-get", "update", "-q"], env=env, check=True)
+            subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env, check=True)
+    assert CHROMIUM.exists()
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def base_url(site):
+    handler = functools.partial(
+        type("Handler", (_SiteHandler,), {"prefix": site_prefix()}), directory=str(site)
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}{site_prefix()}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser(chromium):
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def screenshots_dir():
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    SCREENSHOTS.mkdir(parents=True)
+    return SCREENSHOTS
+
+
+class Visit:
+    """A page with everything it logged and requested."""
+
+    def __init__(self, context, url: str):
+        self.url = url
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.page = context.new_page()
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
+        self.page.on("request", lambda request: self.requests.append(request.url))
+        self.response = self.page.goto(url, wait_until="load")
+        self.page.wait_for_load_state("networkidle")
+
+    def _console(self, msg):
+        if msg.type != "error":
+            return
+        # The 404 page is served with status 404; Chromium logs that for the document.
+        if msg.location.get("url") == self.url and "404" in msg.text:
+            return
+        self.errors.append(f"console: {msg.text} ({msg.location.get('url')})")
+
+    def foreign_requests(self, base_url: str) -> list[str]:
+        origin = base_url[: base_url.index("/", len("http://"))] + "/"
+        return [u for u in self.requests if not (u.startswith(origin) or u.startswith("data:"))]
+
+
+@pytest.fixture
+def context(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    yield context
+    context.close()
+
+
+def visit(context, base_url: str, name: str) -> Visit:
+    v = Visit(context, base_url + PAGES[name])
+    if name == "search":
+        v.page.wait_for_selector("#search-results ul.search li", timeout=15_000)
+    return v
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_page_loads_cleanly_offline_and_accessibly(context, base_url, name):
+    v = visit(context, base_url, name)
+    v.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    assert v.response.status == (404 if name == "not-found" else 200)
+    assert v.errors == []
+    assert v.foreign_requests(base_url) == []
+    failed = [
+        u
+        for u in v.requests
+        if u != v.url and not u.startswith("data:") and v.page.request.get(u).status != 200
+    ]
+    assert failed == [], "every file a page loads is shipped with the site"
+    violations = [
+        (x["id"], x["impact"], x["help"], [n["target"] for n in x["nodes"]][:5])
+        for x in Axe().run(v.page).response["violations"]
+        if x["impact"] in ("serious", "critical")
+    ]
+    assert violations == []
+
+
+def test_not_found_page_works_at_any_depth(context, base_url):
+    v = visit(context, base_url, "not-found")
+    assert "Page not found" in v.page.inner_text("h1")
+    assert v.page.evaluate("getComputedStyle(document.body).fontFamily") != "Times New Roman"
+    # its links lead into the site, wherever the missing page was
+    v.page.click("article a:has-text('list of recipes')")
+    v.page.wait_for_load_state("load")
+    assert v.page.url == base_url + "index.html"
+
+
+def test_search_finds_the_seed_recipe_by_words_in_its_text(context, base_url):
+    v = visit(context, base_url, "search")
+    hrefs = v.page.eval_on_selector_all(
+        "#search-results ul.search li a", "links => links.map(a => a.href)"
+    )
+    assert base_url + SEED in hrefs
+    # a word that appears only in the recipe's text, not in any title
+    page = v.page
+    page.goto(base_url + "search.html?q=BaseTorchFunctionMode")
+    page.wait_for_selector("#search-results ul.search li", timeout=15_000)
+    hrefs = page.eval_on_selector_all(
+        "#search-results ul.search li a", "links => links.map(a => a.href)"
+    )
+    assert base_url + SEED in hrefs
+
+
+def test_tag_filter_shows_only_cards_with_the_selected_tag(context, base_url):
+    page = visit(context, base_url, "landing").page
+    cards = page.locator("div.recipe-card")
+    total = cards.count()
+    assert total > 1 and page.locator("div.recipe-card[hidden]").count() == 0
+    # the rarest tag hides the most cards
+    tags = page.eval_on_selector_all("button.recipe-tag-button", "bs => bs.map(b => b.dataset.tag)")
+    counts = {t: page.locator(f'div.recipe-card[data-tags~="{t}"]').count() for t in tags}
+    tag = min(counts, key=counts.get)
+    button = page.locator(f'button.recipe-tag-button[data-tag="{tag}"]')
+    button.click()
+    assert button.get_attribute("aria-pressed") == "true"
+    hidden = page.locator("div.recipe-card[hidden]").count()
+    assert 0 < hidden < total
+    visible = page.eval_on_selector_all(
+        "div.recipe-card:not([hidden])", "cs => cs.map(c => c.dataset.tags.split(/\\s+/))"
+    )
+    assert visible and all(tag in tags_of_card for tags_of_card in visible)
+    clear = page.locator("button.recipe-tag-clear")
+    assert clear.is_visible()
+    clear.click()
+    assert page.locator("div.recipe-card[hidden]").count() == 0
+    assert button.get_attribute("aria-pressed") == "false"
+    assert clear.is_hidden()
+
+
+def test_copy_button_copies_the_code(browser, base_url):
+    context = browser.new_context()
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    try:
+        page = visit(context, base_url, "recipe").page
+        block = page.locator("div.highlight-Python").first
+        code = block.locator("pre").inner_text()
+        block.hover()
+        block.locator("button.copybtn").click()
+        copied = page.evaluate("navigator.clipboard.readText()")
+        assert copied.strip() == code.strip() and "import torch" in copied
+        # the printed output has no copy button
+        assert page.locator("div.sphx-glr-script-out button.copybtn").count() == 0
+    finally:
+        context.close()
+
+
+def test_theme_switch_changes_the_theme(context, base_url):
+    page = visit(context, base_url, "recipe").page
+    for mode in ("dark", "light", "dark"):
+        page.locator(".theme-switch-button").first.click()
+        page.locator(f'.theme-change-button[data-mode="{mode}"]').first.click()
+        assert page.get_attribute("html", "data-theme") == mode
+    page.screenshot(path=str(SCREENSHOTS / "recipe-dark.png"), full_page=True)
+
+
+def test_recipe_page_downloads_colab_and_neighbours(context, base_url):
+    page = visit(context, base_url, "recipe").page
+    links = page.eval_on_selector_all(".recipe-downloads a", "as => as.map(a => a.href)")
+    assert sorted(u.rsplit(".", 1)[1] for u in links) == ["ipynb", "py", "zip"]
+    for url in links:
+        response = page.request.get(url)
+        assert response.status == 200 and len(response.body()) > 0, url
+    colab = page.get_attribute(".recipe-colab a", "href")
+    assert colab.startswith("https://colab.research.google.com/github/")
+    assert colab.endswith("/torch_compile_torch_function_modes.ipynb")
+    assert page.locator(".prev-next-area a.left-prev").count() == 1
+    assert page.locator(".prev-next-area a.right-next").count() == 1
+
+
+def test_computation_times_table_sorts_without_a_library(context, base_url):
+    page = visit(context, base_url, "computation-times").page
+    assert page.locator("svg.recipe-chart rect.recipe-chart-bar").count() >= 1
+    header = page.locator("table.recipe-sortable th", has_text="Time (s)")
+
+    def times():
+        cells = page.eval_on_selector_all(
+            "table.recipe-sortable tbody tr td:nth-child(3)", "cs => cs.map(c => c.textContent)"
+        )
+        return [float(c) if c.strip() != "–" else -1.0 for c in cells]
+
+    header.locator("button").click()
+    assert header.get_attribute("aria-sort") == "ascending"
+    assert times() == sorted(times())
+    header.locator("button").click()
+    assert header.get_attribute("aria-sort") == "descending"
+    assert times() == sorted(times(), reverse=True)

@@ -1,0 +1,441 @@
+"""The site's furniture, checked in the built HTML and in the helpers that make it.
+
+Favicon, scripts and styles shipped with the site; sidebar downloads and the
+Colab link; OpenGraph tags; ``sitemap.xml``; the 404 page; redirects; the
+computation-times page; ``make new``. Behaviour in a browser is in
+``test_browser.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import types
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from bs4 import BeautifulSoup
+from conftest import REPO, build_env
+from recipes_site import furniture, links, meta, newrecipe, timespage
+
+RECIPES = meta.find_recipes(REPO / "recipes")
+SEED = "torch_compile_torch_function_modes"
+
+
+def conf() -> types.SimpleNamespace:
+    """The settings of conf.py, read the way Sphinx reads them."""
+    namespace = {"__file__": str(REPO / "conf.py")}
+    exec(compile((REPO / "conf.py").read_text(), str(REPO / "conf.py"), "exec"), namespace)
+    return types.SimpleNamespace(**{k: v for k, v in namespace.items() if not k.startswith("__")})
+
+
+CONF = conf()
+
+
+def pages(site: Path) -> list[Path]:
+    return sorted(
+        p for p in site.rglob("*.html") if "_static" not in p.parts and "_sources" not in p.parts
+    )
+
+
+def soup(path: Path) -> BeautifulSoup:
+    return BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+
+
+def recipe_html(site: Path, path: Path) -> Path:
+    return site / "recipes" / path.relative_to(REPO / "recipes").with_suffix(".html")
+
+
+def is_redirect(page: Path) -> bool:
+    return 'http-equiv="refresh"' in page.read_text(encoding="utf-8")
+
+
+# Assets --------------------------------------------------------------------
+
+
+def test_every_page_loads_only_files_the_site_ships(site):
+    for page in pages(site):
+        doc = soup(page)
+        refs = [t.get("src") for t in doc.find_all(["script", "img"]) if t.get("src")]
+        refs += [
+            t["href"]
+            for t in doc.find_all("link", href=True)
+            if {"stylesheet", "icon", "preload"} & set(t.get("rel", []))
+        ]
+        base = doc.find("base")
+        root = site if base else page.parent  # the 404 page resolves from the site root
+        for ref in refs:
+            assert not urlsplit(ref).scheme and not ref.startswith("//"), (page, ref)
+            target = (root / urlsplit(ref).path).resolve()
+            assert target.is_file(), (page.relative_to(site), ref)
+
+
+def test_no_page_mentions_a_cdn(site):
+    for page in pages(site):
+        text = page.read_text(encoding="utf-8")
+        for host in ("cdn.datatables.net", "code.jquery.com", "cdnjs.cloudflare.com"):
+            assert host not in text, (page, host)
+
+
+def test_favicon_and_scripts_are_on_every_themed_page(site):
+    assert (site / "_static" / "favicon.svg").is_file()
+    ET.parse(site / "_static" / "favicon.svg")  # well-formed SVG
+    for page in pages(site):
+        if is_redirect(page):
+            continue
+        doc = soup(page)
+        assert doc.find("link", rel="icon", href=re.compile(r"_static/favicon\.svg$")), page
+        srcs = [s.get("src", "") for s in doc.find_all("script")]
+        assert any("_static/recipes.js" in s for s in srcs), page
+        assert any("_static/copybutton.js" in s for s in srcs), page
+
+
+def test_copy_buttons_target_code_cells_only():
+    assert CONF.copybutton_selector == "div.highlight-Python pre"
+    assert "sphinx_copybutton" in CONF.extensions
+    pin = [
+        ln
+        for ln in (REPO / "requirements.txt").read_text().splitlines()
+        if ln.startswith("sphinx-copybutton==")
+    ]
+    assert pin, "sphinx-copybutton is pinned"
+
+
+# Recipe pages --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_recipe_sidebar_has_downloads_colab_and_neighbours(site, path):
+    page = recipe_html(site, path)
+    doc = soup(page)
+    downloads = doc.select(".bd-sidebar-secondary .recipe-downloads a")
+    assert sorted(a["href"].rsplit(".", 1)[1] for a in downloads) == ["ipynb", "py", "zip"]
+    for a in downloads:
+        assert (page.parent / a["href"]).resolve().is_file(), a["href"]
+    colab = doc.select_one(".bd-sidebar-secondary .recipe-colab a")["href"]
+    rel = path.relative_to(REPO / "recipes").as_posix()
+    assert colab == links.colab_url(CONF.recipes_repository, CONF.recipes_notebooks_branch, rel)
+    assert colab == (
+        f"https://colab.research.google.com/github/{CONF.recipes_repository}"
+        f"/blob/{CONF.recipes_notebooks_branch}/{rel[:-3]}.ipynb"
+    )
+    assert doc.select_one(".prev-next-area a.left-prev")
+
+
+def test_recipe_pages_link_to_their_neighbours(site):
+    """Every recipe page links back, and on, except the last page of the site."""
+    lacking = [
+        p
+        for p in RECIPES
+        if not soup(recipe_html(site, p)).select_one(".prev-next-area a.right-next")
+    ]
+    assert len(lacking) <= 1
+
+
+def test_pages_that_are_not_recipes_have_no_recipe_links(site):
+    for rel in ("index.html", "recipes/index.html", "sg_execution_times.html", "search.html"):
+        doc = soup(site / rel)
+        assert not doc.select(".recipe-downloads, .recipe-colab"), rel
+
+
+# OpenGraph -----------------------------------------------------------------
+
+
+def og(doc) -> dict[str, str]:
+    return {
+        m["property"]: m["content"]
+        for m in doc.find_all("meta", property=True)
+        if m["property"].startswith("og:")
+    }
+
+
+def test_every_page_has_opengraph_tags(site):
+    base = CONF.html_baseurl
+    for page in pages(site):
+        if is_redirect(page):
+            continue
+        tags = og(soup(page))
+        for key in ("og:title", "og:description", "og:type", "og:url"):
+            assert tags.get(key), (page, key)
+        assert tags["og:url"] == base + page.relative_to(site).as_posix()
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_recipe_opengraph_uses_summary_and_thumbnail(site, path):
+    tags = og(soup(recipe_html(site, path)))
+    recipe = meta.read_recipe(path)
+    assert tags["og:type"] == "article"
+    assert tags["og:title"] == recipe.title
+    assert tags["og:description"] == recipe.summary
+    image = tags["og:image"]
+    assert image.startswith(CONF.html_baseurl)
+    assert (site / image[len(CONF.html_baseurl) :]).is_file()
+
+
+def test_baseurl_comes_from_the_repository_setting():
+    owner, name = CONF.recipes_repository.split("/")
+    assert CONF.html_baseurl == f"https://{owner}.github.io/{name}/"
+
+
+# sitemap.xml ---------------------------------------------------------------
+
+
+def test_sitemap_lists_every_page_and_only_pages(site):
+    tree = ET.parse(site / "sitemap.xml")
+    ns = {"s": "http://www.sitemaps.org/schemas/sitemap/0.9"}
+    locs = [e.text for e in tree.getroot().findall("s:url/s:loc", ns)]
+    assert len(locs) == len(set(locs))
+    base = CONF.html_baseurl
+    rels = {loc[len(base) :] for loc in locs}
+    assert all(loc.startswith(base) for loc in locs)
+    assert all((site / rel).is_file() for rel in rels)
+    for path in RECIPES:
+        assert recipe_html(site, path).relative_to(site).as_posix() in rels
+    assert {"index.html", "sg_execution_times.html", "recipes/index.html"} <= rels
+    assert not {"404.html", "search.html", "genindex.html"} & rels
+    assert not any(is_redirect(site / rel) for rel in rels)
+
+
+def test_sitemap_escapes_urls():
+    text = furniture.sitemap("https://x.github.io/y/", ["a&b.html"])
+    assert "<loc>https://x.github.io/y/a&amp;b.html</loc>" in text
+    ET.fromstring(text)
+
+
+# 404 -----------------------------------------------------------------------
+
+
+def test_not_found_page_resolves_links_from_the_site_root(site):
+    text = (site / "404.html").read_text(encoding="utf-8")
+    doc = BeautifulSoup(text, "html.parser")
+    base = doc.find("base")
+    assert base and base["href"] == urlsplit(CONF.html_baseurl).path == "/recipes/"
+    # the base comes before anything that loads a file
+    assert text.index("<base ") < min(text.index("<link"), text.index("<script"))
+    assert "Page not found" in doc.find("h1").get_text()
+    for a in doc.select("article a[href]:not(.headerlink)"):
+        assert (site / a["href"].split("#")[0]).is_file(), a["href"]
+    assert not soup(site / "index.html").find("base")
+
+
+def test_site_path_of_a_baseurl():
+    assert furniture.site_path("https://o.github.io/name/") == "/name/"
+    assert furniture.site_path("https://example.org") == "/"
+
+
+# Redirects -----------------------------------------------------------------
+
+
+def test_configured_redirects_lead_to_existing_pages(site):
+    assert CONF.recipes_redirects
+    for source, target in CONF.recipes_redirects.items():
+        page = site / f"{source}.html"
+        doc = soup(page)
+        refresh = doc.find("meta", attrs={"http-equiv": "refresh"})["content"]
+        href = refresh.split("url=", 1)[1]
+        assert (page.parent / href).resolve() == (site / f"{target}.html").resolve()
+        assert doc.find("link", rel="canonical")["href"] == f"{CONF.html_baseurl}{target}.html"
+
+
+class _FakeBuilder:
+    format = "html"
+    out_suffix = ".html"
+
+    @staticmethod
+    def get_target_uri(docname):
+        return f"{docname}.html"
+
+
+def _fake_app(tmp_path, redirects, docs):
+    config = types.SimpleNamespace(
+        recipes_redirects=redirects, html_baseurl="https://o.github.io/n/"
+    )
+    return types.SimpleNamespace(
+        outdir=str(tmp_path),
+        config=config,
+        builder=_FakeBuilder(),
+        env=types.SimpleNamespace(found_docs=set(docs)),
+    )
+
+
+def test_redirect_pages_are_written_with_relative_links(tmp_path):
+    app = _fake_app(
+        tmp_path, {"old/deep/page": "recipes/new", "gone": "index"}, ["recipes/new", "index"]
+    )
+    for doc in ("recipes/new", "index"):
+        (tmp_path / f"{doc}.html").parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f"{doc}.html").write_text("<html></html>")
+    furniture.write_files(app, None)
+    assert 'url=../../recipes/new.html"' in (tmp_path / "old/deep/page.html").read_text()
+    assert 'url=index.html"' in (tmp_path / "gone.html").read_text()
+    sitemap = (tmp_path / "sitemap.xml").read_text()
+    assert "gone.html" not in sitemap and "https://o.github.io/n/recipes/new.html" in sitemap
+
+
+@pytest.mark.parametrize(
+    "redirects, problem",
+    [
+        ({"index": "recipes/new"}, "is a page of this site"),
+        ({"old": "recipes/missing"}, "which is not a page of this site"),
+    ],
+)
+def test_bad_redirects_are_reported_and_not_written(tmp_path, caplog, redirects, problem):
+    app = _fake_app(tmp_path, redirects, ["recipes/new", "index"])
+    with caplog.at_level(logging.WARNING):
+        furniture.write_files(app, None)
+    assert problem in caplog.text
+    assert not (tmp_path / "old.html").exists() and not (tmp_path / "index.html").exists()
+
+
+# Computation times ---------------------------------------------------------
+
+
+def test_computation_times_page_lists_every_recipe_from_timings(site):
+    rows = json.loads((site / "recipes" / "timings.json").read_text())["recipes"]
+    doc = soup(site / "sg_execution_times.html")
+    table = doc.select_one("table.recipe-sortable")
+    headers = [th.get_text(strip=True) for th in table.select("thead th")]
+    assert headers == [
+        "Recipe",
+        "Status",
+        "Time (s)",
+        "Peak CPU memory (MB)",
+        "Peak CUDA memory (MB)",
+        "Device",
+    ]
+    body = table.select("tbody tr")
+    assert len(body) == len(rows)
+    by_href = {}
+    for tr in body:
+        cells = tr.find_all("td")
+        by_href[cells[0].a["href"]] = [c.get_text(strip=True) for c in cells]
+    for row in rows:
+        cells = by_href[f"recipes/{row['path'][:-3]}.html"]
+        assert cells[1] == row["status"]
+        if row["status"] == "executed":
+            assert cells[2] == f"{row['seconds']:.1f}"
+            assert cells[3] == f"{row['peak_rss_mb']:.0f}"
+            assert cells[5] == row["device"]
+    # one bar per executed recipe, inline, no script
+    executed = [r for r in rows if r["status"] == "executed" and r["seconds"]]
+    svg = doc.select_one("svg.recipe-chart")
+    assert svg and svg.get("role") == "img" and svg.find("title")
+    assert len(svg.select("rect.recipe-chart-bar")) == len(executed)
+    assert not svg.find("script")
+    # sphinx-gallery's own pages (with CDN scripts) are not generated any more
+    assert CONF.sphinx_gallery_conf["write_computation_times"] is False
+    assert not (REPO / "docs" / "recipes" / "sg_execution_times.rst").exists()
+
+
+def test_chart_bars_scale_with_time():
+    rows = [
+        {"recipe": "a", "status": "executed", "seconds": 2.0},
+        {"recipe": "b", "status": "executed", "seconds": 8.0},
+        {"recipe": "c", "status": "not-run", "seconds": 0.0},
+    ]
+    svg = BeautifulSoup(timespage.chart(rows), "html.parser")
+    widths = {
+        r.find("title").get_text().split(":")[0]: float(r["width"]) for r in svg.select("rect")
+    }
+    assert widths == {"b": 300.0, "a": 75.0}
+    assert timespage.chart(rows[2:]) == ""
+
+
+# make new ------------------------------------------------------------------
+
+
+def test_make_new_writes_a_recipe_that_builds_and_runs(tmp_path):
+    project = tmp_path / "project"
+    (project / "docs").mkdir(parents=True)
+    shutil.copy(REPO / "Makefile", project / "Makefile")
+    (project / ".github").symlink_to(REPO / ".github")  # the Makefile includes lint.mk
+    for name in ("_ext", "_templates"):
+        (project / "docs" / name).symlink_to(REPO / "docs" / name)
+    (project / "recipes").mkdir()
+    done = subprocess.run(
+        ["make", "new", "NAME=my_first_recipe", "SECTION=basics", f"PY={sys.executable}"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    path = project / "recipes" / "basics" / "my_first_recipe.py"
+    recipe = meta.read_recipe(path)
+    assert recipe.title == "My first recipe" and recipe.tags == ("basics",)
+    assert recipe.summary
+    assert (project / "recipes" / "basics" / "README.txt").is_file()
+    ran = subprocess.run(
+        [sys.executable, str(path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=build_env(),
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "torch " in ran.stdout
+    # a second recipe of the same name is refused
+    again = subprocess.run(
+        ["make", "new", "NAME=my_first_recipe", f"PY={sys.executable}"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode != 0 and "already exists" in again.stderr
+
+
+@pytest.mark.parametrize("name", ["Bad-Name", "_helper", "1st"])
+def test_make_new_refuses_bad_names(tmp_path, name):
+    with pytest.raises(ValueError):
+        newrecipe.create(tmp_path, name)
+
+
+def test_make_serve_watches_sources_and_ignores_generated_pages():
+    done = subprocess.run(
+        ["make", "-n", "serve", "PY=python", "VENV=/nonexistent"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    lines = done.stdout.replace("\\\n", " ").splitlines()
+    command = next(ln for ln in lines if "sphinx_autobuild" in ln)
+    for flag in (
+        "-W",
+        "--keep-going",
+        "--watch recipes",
+        "--watch docs/_ext",
+        "--ignore docs/recipes",
+        "-D recipes_select=",
+    ):
+        assert flag in command, flag
+
+
+def test_old_computation_times_pages_are_removed(tmp_path):
+    from recipes_site import records
+
+    src, out = tmp_path / "docs", tmp_path / "html"
+    for rel in ("recipes/sg_execution_times", "recipes/compile/sg_execution_times"):
+        (src / f"{rel}.rst").parent.mkdir(parents=True, exist_ok=True)
+        (src / f"{rel}.rst").write_text("old")
+        (out / f"{rel}.html").parent.mkdir(parents=True, exist_ok=True)
+        (out / f"{rel}.html").write_text("<script src='https://code.jquery.com/x.js'>")
+    records.write_manifest(
+        src / "recipes", {"recipes": {}, "started": 0, "torch": "2.13.0", "host": "cpu"}
+    )
+    app = types.SimpleNamespace(
+        srcdir=str(src),
+        outdir=str(out),
+        config=types.SimpleNamespace(
+            sphinx_gallery_conf={"gallery_dirs": "recipes", "src_dir": str(src)}
+        ),
+    )
+    timespage.write(app)
+    assert not list(src.rglob("recipes/**/sg_execution_times.rst"))
+    assert not list(out.rglob("sg_execution_times.html"))
+    assert "Computation times" in (src / "sg_execution_times.rst").read_text()
