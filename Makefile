@@ -52,7 +52,8 @@ $(BUILD_STAMP): requirements.txt | $(PY)
 $(TEST_STAMP): requirements.txt requirements-test.txt | $(BUILD_STAMP)
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -r requirements-test.txt
 	@# The browser tests drive Debian's Chromium (never a downloaded browser).
-	@test -x /usr/bin/chromium || { test "$$(id -u)" = 0 && apt-get install -y -q chromium; } \
+	@test -x /usr/bin/chromium || { test "$$(id -u)" = 0 && apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } \
 		|| echo "note: install Debian's chromium for tests/test_browser.py"
 	@touch $@
 

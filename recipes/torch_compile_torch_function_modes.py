@@ -153,3 +153,4 @@ assert graphs_after == graphs_before
 # * `Extending torch with modes <https://docs.pytorch.org/docs/stable/notes/extending.html#extending-all-torch-api-with-modes>`__
 # * `torch.compile <https://docs.pytorch.org/docs/stable/generated/torch.compile.html>`__
 # * `torch.overrides <https://docs.pytorch.org/docs/stable/torch.overrides.html>`__
+#

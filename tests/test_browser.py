@@ -25,7 +25,8 @@ from axe_playwright_python.sync_playwright import Axe
 from conftest import REPO
 from playwright.sync_api import sync_playwright
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's Chromium by default; RECIPES_CHROMIUM names another Chromium-based browser.
+CHROMIUM = Path(os.environ.get("RECIPES_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -23,7 +23,13 @@ TINY = {
     "alpha.py": recipe("Alpha", "import torch\n\nprint(torch.arange(3) * 2)"),
     "beta.py": recipe("Beta", "import torch\n\nprint(torch.rand(2))"),
     "group/README.txt": "Group\n-----\n\nA section.\n",
-    "group/gamma.py": recipe("Gamma", "import math\n\nprint(math.factorial(5))"),
+    # Ends with a text cell holding a list, as recipes do: an appended comment must not
+    # turn into broken reStructuredText.
+    "group/gamma.py": recipe(
+        "Gamma",
+        "import math\n\nprint(math.factorial(5))\n\n# %%\n# Further reading\n# ---------------\n"
+        "# * `math <https://docs.python.org/3/library/math.html>`__\n#",
+    ),
     "group/delta.py": recipe("Delta", "import torch\n\nprint(torch.ones(2).sum())"),
 }
 

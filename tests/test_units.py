@@ -275,3 +275,16 @@ def test_problems_flag_zero_time_and_missing_output():
     assert "0 s" in fatal[0][0]
     fatal, _ = report.problems([_row()], strict=False, outputs={"r": False})
     assert "printed nothing" in fatal[0][0]
+
+
+def test_cuda_is_ruled_out_without_importing_torch(monkeypatch):
+    import sys
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(meta.importlib.metadata, "version", lambda name: "2.13.0+cpu")
+    assert meta.cuda_possible() is False
+    assert meta.Host.detect() == meta.Host()
+    assert "torch" not in sys.modules
+    monkeypatch.setattr(meta.importlib.metadata, "version", lambda name: "2.13.0")
+    monkeypatch.setattr(meta.Path, "exists", lambda self: True)
+    assert meta.cuda_possible() is True

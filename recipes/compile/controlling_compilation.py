@@ -215,3 +215,4 @@ assert backend.compiles == 2 and backend.runs == 4
 # * `torch.compiler.set_stance
 #   <https://docs.pytorch.org/docs/stable/generated/torch.compiler.set_stance.html>`__
 # * `torch.compiler API reference <https://docs.pytorch.org/docs/stable/torch.compiler_api.html>`__
+#

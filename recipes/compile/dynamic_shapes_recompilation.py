@@ -238,3 +238,4 @@ assert torch._dynamo.config.recompile_limit == recompile_limit
 # * `Dynamic shapes <https://docs.pytorch.org/docs/stable/torch.compiler_dynamic_shapes.html>`__
 # * `Custom backends <https://docs.pytorch.org/docs/stable/torch.compiler_custom_backends.html>`__
 # * `torch.compiler API reference <https://docs.pytorch.org/docs/stable/torch.compiler_api.html>`__
+#

@@ -196,3 +196,4 @@ torch.testing.assert_close(score(x, w), reference)
 # * `torch.compiler API reference <https://docs.pytorch.org/docs/stable/torch.compiler_api.html>`__
 # * `Troubleshooting torch.compile
 #   <https://docs.pytorch.org/docs/stable/torch.compiler_troubleshooting.html>`__
+#

@@ -249,3 +249,4 @@ assert not any(n.endswith(("__graph_code", "__output_code")) for n, _ in quiet.m
 # * `torch.fx <https://docs.pytorch.org/docs/stable/fx.html>`__
 # * `Custom backends <https://docs.pytorch.org/docs/stable/torch.compiler_custom_backends.html>`__
 # * `logging.Handler <https://docs.python.org/3/library/logging.html#handler-objects>`__
+#

@@ -261,3 +261,4 @@ torch.set_num_threads(previous_threads)
 # * `Compile time caching
 #   <https://docs.pytorch.org/docs/stable/torch.compiler_caching_tutorial.html>`__
 # * `torch.compiler API reference <https://docs.pytorch.org/docs/stable/torch.compiler_api.html>`__
+#

@@ -289,3 +289,4 @@ else:
 # * `torch._dynamo.explain and graph breaks
 #   <https://docs.pytorch.org/docs/stable/torch.compiler_troubleshooting.html>`__
 # * `numpy.interp <https://numpy.org/doc/stable/reference/generated/numpy.interp.html>`__
+#

@@ -237,3 +237,4 @@ print("reloaded program matches eager")
 #   <https://docs.pytorch.org/tutorials/advanced/python_custom_ops.html>`__
 # * `torch.nn.Embedding <https://docs.pytorch.org/docs/stable/generated/torch.nn.Embedding.html>`__
 # * `numpy.digitize <https://numpy.org/doc/stable/reference/generated/numpy.digitize.html>`__
+#

@@ -255,3 +255,4 @@ assert train_second == 3 * expected_second
 # * `torch.nn.Linear <https://docs.pytorch.org/docs/stable/generated/torch.nn.Linear.html>`__
 # * `torch.testing.assert_close
 #   <https://docs.pytorch.org/docs/stable/testing.html#torch.testing.assert_close>`__
+#

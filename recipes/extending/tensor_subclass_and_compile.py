@@ -324,3 +324,4 @@ else:
 #   <https://docs.pytorch.org/docs/stable/torch.compiler_custom_backends.html>`__
 # * `torch.testing.assert_close
 #   <https://docs.pytorch.org/docs/stable/testing.html#torch.testing.assert_close>`__
+#

@@ -262,3 +262,4 @@ for m in results:
 # * `torch.get_num_threads
 #   <https://docs.pytorch.org/docs/stable/generated/torch.get_num_threads.html>`__
 # * `time.perf_counter <https://docs.python.org/3/library/time.html#time.perf_counter>`__
+#

@@ -262,3 +262,4 @@ plt.show()
 #   <https://docs.pytorch.org/docs/stable/generated/torch.compiler.reset.html>`__
 # * `tempfile.TemporaryDirectory
 #   <https://docs.python.org/3/library/tempfile.html#tempfile.TemporaryDirectory>`__
+#

@@ -241,3 +241,4 @@ assert 0.1 < benchmark_s / fp32_s < 10
 # * `torch.Tensor.pin_memory
 #   <https://docs.pytorch.org/docs/stable/generated/torch.Tensor.pin_memory.html>`__
 # * `torch.utils.benchmark <https://docs.pytorch.org/docs/stable/benchmark_utils.html>`__
+#

@@ -269,3 +269,4 @@ plt.show()
 # * `torch.testing.assert_close
 #   <https://docs.pytorch.org/docs/stable/testing.html#torch.testing.assert_close>`__
 # * `cProfile <https://docs.python.org/3/library/profile.html>`__
+#

@@ -218,3 +218,4 @@ assert any(name.startswith("Torch-Compiled Region") for name in names)
 # * `torch.accelerator <https://docs.pytorch.org/docs/stable/accelerator.html>`__
 # * `torch.testing.assert_close
 #   <https://docs.pytorch.org/docs/stable/testing.html#torch.testing.assert_close>`__
+#

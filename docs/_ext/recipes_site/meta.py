@@ -23,8 +23,10 @@ from tests, from the Makefile's helpers and from the Sphinx main process.
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import importlib.util
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -272,6 +274,8 @@ class Host:
 
     @classmethod
     def detect(cls) -> Host:
+        if not cuda_possible():
+            return cls()  # no need to import torch (seconds) to know that
         import torch
 
         if not torch.cuda.is_available():
@@ -286,6 +290,21 @@ class Host:
     @property
     def device(self) -> str:
         return f"cuda ({self.gpu_name})" if self.cuda_available else "cpu"
+
+
+def cuda_possible() -> bool:
+    """False when CUDA certainly cannot work here, decided without importing torch.
+
+    A CPU build of torch says so in its version (``2.13.0+cpu``), and a Linux
+    machine without the NVIDIA driver has no ``/proc/driver/nvidia``.
+    """
+    try:
+        version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    if version.endswith("+cpu"):
+        return False
+    return not (sys.platform == "linux" and not Path("/proc/driver/nvidia").exists())
 
 
 def unmet(meta: RecipeMeta, host: Host) -> list[str]:
