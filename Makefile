@@ -65,7 +65,7 @@ html: $(BUILD_STAMP) ## Build the site into _build/html, executing stale recipes
 html-noplot: $(BUILD_STAMP) ## Build the site without executing any recipe
 	$(SPHINX) -D plot_gallery=0 docs $(HTML)
 
-merge: $(BUILD_STAMP) ## Combine shard outputs under $(SHARDS_DIR)/*/ into one site, executing nothing
+merge: $(BUILD_STAMP) ## Combine shard outputs under _build/shards/*/ (SHARDS_DIR) into one site, executing nothing
 	PYTHONPATH=docs/_ext $(PY) -m recipes_site.merge $(SHARDS_DIR) docs/recipes
 	$(SPHINX) -D plot_gallery=0 -D recipes_require_all=1 docs $(HTML)
 

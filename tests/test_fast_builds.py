@@ -58,8 +58,12 @@ def test_incremental_rebuild_and_one_edit(tmp_path):
     root = make_project(tmp_path, recipes=TINY)
     assert sphinx_build(root).returncode == 0
     assert ran(root) == ["alpha", "beta", "delta", "gamma"]
-    assert sphinx_build(root).returncode == 0
+    proc = sphinx_build(root)
+    assert proc.returncode == 0
     assert ran(root) == [], "a rebuild with nothing changed executed recipes"
+    assert "targets for 0 source files that are out of date" in proc.stdout, (
+        "a rebuild with nothing changed rewrote pages"
+    )
     with open(root / "recipes/group/gamma.py", "a") as f:
         f.write("# an appended comment\n")
     assert sphinx_build(root).returncode == 0

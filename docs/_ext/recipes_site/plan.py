@@ -265,12 +265,12 @@ def prepare(app) -> None:
             "require_all": bool(config.recipes_require_all),
             "isolate": bool(config.recipes_isolate),
             "jobs": jobs,
-            "started": build_started,
             "execute": execute,
             "host": host.device if host else "none",
             "plan": plan_counts,
             "torch": torch_version,
         },
+        started=build_started,
     )
     summary = ", ".join(f"{n} {fate}" for fate, n in sorted(plan_counts.items()))
     logger.info(f"[recipes] plan: {summary}")

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 MANIFEST = ".recipes-manifest.json"
+BUILD_INFO = ".recipes-build.json"
 RECORD_SUFFIX = ".record.json"
 
 _manifest_cache: dict[str, tuple[float, dict]] = {}
@@ -42,8 +43,18 @@ def read_json(path: Path):
         return None
 
 
-def write_manifest(root: Path, manifest: dict) -> None:
-    write_json(root / MANIFEST, manifest)
+def write_manifest(root: Path, manifest: dict, started: float) -> None:
+    """Write the manifest only when it changes (pages that list recipes depend
+    on it, and Sphinx re-reads them when it is touched), and the build's start
+    time on its own."""
+    path = root / MANIFEST
+    if read_json(path) != json.loads(json.dumps(manifest)):
+        write_json(path, manifest)
+    write_json(root / BUILD_INFO, {"started": started})
+
+
+def build_started(root: Path) -> float:
+    return (read_json(root / BUILD_INFO) or {}).get("started", 0.0)
 
 
 def read_manifest(root: Path) -> dict:

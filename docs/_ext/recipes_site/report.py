@@ -22,8 +22,9 @@ TIMINGS_FIELDS = (
 )
 
 
-def collect(manifest: dict) -> list[dict]:
-    """One row per recipe: its record, plus where it lives and whether it ran now."""
+def collect(manifest: dict, started: float = float("inf")) -> list[dict]:
+    """One row per recipe: its record, plus where it lives and whether it ran now
+    (its record was written after ``started``, the start of this build)."""
     rows = []
     for name, entry in sorted(manifest["recipes"].items()):
         path = records.record_path(entry["target_dir"], name)
@@ -32,7 +33,7 @@ def collect(manifest: dict) -> list[dict]:
             "status": "failed",
             "error": {"file": entry["src"], "line": 0, "message": "no record was written"},
         }
-        fresh = path.exists() and path.stat().st_mtime >= manifest["started"] - 1
+        fresh = path.exists() and path.stat().st_mtime >= started - 1
         ran_now = entry.get("fate") == "execute" and fresh
         rows.append(
             {
@@ -105,7 +106,7 @@ def summarize(app, exception) -> None:
         return
     root = records.gallery_root(app.config.sphinx_gallery_conf)
     manifest = records.read_manifest(root)
-    rows = collect(manifest)
+    rows = collect(manifest, records.build_started(root))
     outputs = {
         r["recipe"]: has_output(
             Path(manifest["recipes"][r["recipe"]]["target_dir"], f"{r['recipe']}.rst")
