@@ -426,7 +426,7 @@ def test_old_computation_times_pages_are_removed(tmp_path):
         (out / f"{rel}.html").parent.mkdir(parents=True, exist_ok=True)
         (out / f"{rel}.html").write_text("<script src='https://code.jquery.com/x.js'>")
     records.write_manifest(
-        src / "recipes", {"recipes": {}, "started": 0, "torch": "2.13.0", "host": "cpu"}
+        src / "recipes", {"recipes": {}, "torch": "2.13.0", "host": "cpu"}, started=0
     )
     app = types.SimpleNamespace(
         srcdir=str(src),

@@ -200,6 +200,7 @@ def test_annotate_adds_verified_line_and_memory_footer():
     )
     assert "**Peak memory:** 512 MB CPU (resident)\n\n.. _sphx_glr_download" in text
     assert "CUDA" not in text.split("Peak memory")[1]
+    assert "in 0.04 s." in pages.banner({**record, "seconds": 0.04})
 
 
 @pytest.mark.parametrize(

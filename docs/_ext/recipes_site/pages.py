@@ -11,6 +11,8 @@ _DOWNLOAD = re.compile(r"^\.\. _sphx_glr_download_", re.M)
 
 
 def _fmt_seconds(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds:.2f} s"
     return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)} min {seconds % 60:.0f} s"
 
 

@@ -145,7 +145,7 @@ def summarize(app, exception) -> None:
     for r in rows:
         mark = "ran" if r["ran_in_this_build"] else r.get("fate", "")
         lines.append(
-            f"  {r['path']:<{width}}  {r['status']:<10} {r.get('seconds', 0):>7.1f} s  "
+            f"  {r['path']:<{width}}  {r['status']:<10} {r.get('seconds', 0):>7.2f} s  "
             f"{r.get('peak_rss_mb', 0):>6.0f} MB  {mark}"
         )
     lines += [f"  note: {n}" for n in notes]
