@@ -24,6 +24,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from conftest import REPO
 from playwright.sync_api import sync_playwright
+from recipes_site import meta
 
 # Debian's Chromium by default; RECIPES_CHROMIUM names another Chromium-based browser.
 CHROMIUM = Path(os.environ.get("RECIPES_CHROMIUM", "/usr/bin/chromium"))
@@ -161,6 +162,35 @@ def visit(context, base_url: str, name: str) -> Visit:
     if name == "search":
         v.page.wait_for_selector("#search-results ul.search li", timeout=15_000)
     return v
+
+
+def _every_recipe_page() -> list[str]:
+    """Each recipe page and section index, derived from the sources (not the build)."""
+    recipes = meta.find_recipes(REPO / "recipes")
+    pages = {
+        f"recipes/{p.relative_to(REPO / 'recipes').with_suffix('.html').as_posix()}"
+        for p in recipes
+    }
+    pages |= {
+        f"recipes/{p.parent.relative_to(REPO / 'recipes').as_posix()}/index.html"
+        for p in recipes
+        if p.parent != REPO / "recipes"
+    }
+    return sorted(pages | {"recipes/index.html"})
+
+
+@pytest.mark.parametrize("rel", _every_recipe_page())
+def test_every_recipe_page_is_clean_offline_and_accessible(context, base_url, rel):
+    v = Visit(context, base_url + rel)
+    assert v.response.status == 200
+    assert v.errors == []
+    assert v.foreign_requests(base_url) == []
+    violations = [
+        (x["id"], x["impact"], [n["target"] for n in x["nodes"]][:3])
+        for x in Axe().run(v.page).response["violations"]
+        if x["impact"] in ("serious", "critical")
+    ]
+    assert violations == []
 
 
 @pytest.mark.parametrize("name", list(PAGES))

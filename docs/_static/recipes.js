@@ -86,8 +86,22 @@
     });
   }
 
+  /* sphinx-gallery's section cards make the whole card one link and hide its
+   * text with CSS, which leaves the link without a name for screen readers:
+   * name it after the card's visible title. */
+  function nameGalleryCards() {
+    Array.prototype.forEach.call(document.querySelectorAll(".sphx-glr-thumbcontainer"), function (card) {
+      var title = card.querySelector(".sphx-glr-thumbnail-title");
+      var link = card.querySelector("a.reference.internal");
+      if (title && link && !link.hasAttribute("aria-label")) {
+        link.setAttribute("aria-label", title.textContent.trim());
+      }
+    });
+  }
+
   function init() {
     nameNavigationToggles();
+    nameGalleryCards();
     Array.prototype.forEach.call(document.querySelectorAll("div.recipe-tag-filter"), setUpTagFilter);
     Array.prototype.forEach.call(document.querySelectorAll("table.recipe-sortable"), setUpSortableTable);
   }
