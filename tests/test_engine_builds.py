@@ -85,6 +85,8 @@ def test_declared_cuda_recipe_is_skipped_with_a_note(clean_build):
 def test_undeclared_cuda_recipe_says_needs_cuda_not_broken(clean_build):
     root, proc = clean_build
     assert _timings(root)["undeclared_cuda"]["status"] == "needs-cuda"
+    assert _timings(root)["undeclared_cuda_event"]["status"] == "needs-cuda"
+    assert "undeclared_cuda_event.py:10" in proc.stdout
     assert "Needs CUDA" in _page(root, "undeclared_cuda")
     assert "needs CUDA: " in proc.stdout and "undeclared_cuda.py:11" in proc.stdout
     assert "recipe failed" not in proc.stderr
@@ -139,8 +141,8 @@ def test_rebuild_executes_nothing(clean_build):
     proc = sphinx_build(root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ran = [r for r in _timings(root).values() if r["ran_in_this_build"]]
-    # Only the recipe that failed for want of CUDA is tried again.
-    assert [r["recipe"] for r in ran] == ["undeclared_cuda"]
+    # Only the recipes that failed for want of CUDA are tried again.
+    assert [r["recipe"] for r in ran] == ["undeclared_cuda", "undeclared_cuda_event"]
 
 
 # ---------------------------------------------------------------- broken recipes

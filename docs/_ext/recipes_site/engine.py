@@ -37,7 +37,8 @@ from . import records
 _NO_CUDA = re.compile(
     r"Torch not compiled with CUDA enabled|Found no NVIDIA driver|No CUDA GPUs are available"
     r"|no CUDA-capable device|CUDA driver initialization failed|cuda(?:Get)?DeviceCount"
-    r"|Cannot access accelerator device when none is available",
+    r"|Cannot access accelerator device when none is available"
+    r"|Tried to instantiate dummy base class|requires CUDA support|has no attribute '_cuda_",
     re.I,
 )
 # Variables PyTorch sets for itself while compiling; they are not a recipe's doing.
