@@ -103,3 +103,23 @@ def test_theme_has_project_name_dark_mode_and_github_link(site):
     assert "PyTorch Recipes" in page.title.get_text()
     assert page.select_one(".theme-switch-button")
     assert page.find("a", href="https://github.com/pytorch-recipes/recipes")
+
+
+def test_every_recipe_stays_within_its_time_budget(site):
+    """The site's budget: each recipe runs in under 30 s on a 2-core CPU."""
+    rows = json.loads((site / "recipes" / "timings.json").read_text())["recipes"]
+    slow = {
+        r["recipe"]: r["seconds"] for r in rows if r["status"] == "executed" and r["seconds"] >= 30
+    }
+    assert slow == {}
+
+
+def test_built_files_stay_small(site):
+    """Pages under 1 MB and images under 500 kB: the site stays quick to load."""
+    too_big = [
+        (p.relative_to(site).as_posix(), p.stat().st_size)
+        for p in site.rglob("*")
+        if (p.suffix == ".html" and p.stat().st_size > 1_000_000)
+        or (p.suffix in (".png", ".svg", ".jpg") and p.stat().st_size > 500_000)
+    ]
+    assert too_big == []
