@@ -192,3 +192,16 @@ def test_failed_page_replaces_stale_output(tmp_path):
     page = _page(root, "flaky")
     assert "first version works" not in page.split("could not be built")[-1]
     assert "could not be built" in page
+
+
+def test_parallel_workers_keep_isolation_and_time_limits(tmp_path):
+    root = make_project(tmp_path, FIXTURES / "clean")
+    shutil.copy(FIXTURES / "broken" / "hangs.py", root / "recipes" / "hangs.py")
+    proc = sphinx_build(root, "-D", "recipes_jobs=2")
+    assert proc.returncode != 0
+    assert "hangs.py:13: ERROR: recipe timed out" in proc.stderr
+    t = _timings(root)
+    assert t["hangs"]["status"] == "timed-out"
+    assert t["b_checks_clean"]["status"] == "executed"
+    assert t["declared_cuda"]["status"] == "skipped"
+    assert t["undeclared_cuda"]["status"] == "needs-cuda"
