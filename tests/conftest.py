@@ -76,6 +76,17 @@ def sphinx_build(
     )
 
 
+def run_notebook(nb, workdir: Path, timeout: float = 600):
+    """Execute a notebook top to bottom in a fresh ipykernel running this interpreter."""
+    from nbclient import NotebookClient
+
+    client = NotebookClient(
+        nb, kernel_name="python3", timeout=timeout, resources={"metadata": {"path": str(workdir)}}
+    )
+    client.execute(env=build_env())
+    return nb
+
+
 @pytest.fixture(scope="session")
 def site() -> Path:
     """The site built by ``make html`` (``make test`` builds it first)."""

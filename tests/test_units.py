@@ -48,7 +48,6 @@ def test_read_recipe_reads_declarations(tmp_path):
     assert m.requires[0].min_capability == (8, 0)
     assert m.requires[1].min_gpus == 2
     assert m.expected_warnings == ("FutureWarning: old",)
-    assert m.needs_cuda
 
 
 @pytest.mark.parametrize(

@@ -72,9 +72,7 @@ class RecipeCards(SphinxDirective):
 
     def _card(self, entry: dict, srcdir: Path) -> nodes.Node:
         card = recipe_card(tags=" ".join(entry["tags"]))
-        thumb = (
-            Path(entry["target_dir"]) / "images" / "thumb" / f"sphx_glr_{entry['name']}_thumb.png"
-        )
+        thumb = records.thumbnail(entry)
         if thumb.exists():
             uri = "/" + thumb.relative_to(srcdir).as_posix()
             card += nodes.image(uri=uri, alt="", classes=["recipe-card-thumb"])

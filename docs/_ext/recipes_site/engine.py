@@ -18,7 +18,6 @@ only pays for the reset, not for a fresh interpreter.
 
 from __future__ import annotations
 
-import datetime as _dt
 import gc
 import os
 import platform
@@ -540,18 +539,17 @@ def host_description() -> dict:
 
 
 def _record(run: Run) -> dict:
-    return {
-        "recipe": run.name,
-        "src": run.src,
-        "status": run.status,
-        "seconds": round(run.seconds, 6),
-        "peak_rss_mb": round(run.peak_rss_mb, 1),
-        "peak_cuda_mb": round(run.peak_cuda_mb, 1),
+    return records.new_record(
+        run.name,
+        run.src,
+        run.status,
+        run.key,
+        run.source_md5,
+        seconds=round(run.seconds, 6),
+        peak_rss_mb=round(run.peak_rss_mb, 1),
+        peak_cuda_mb=round(run.peak_cuda_mb, 1),
+        error=run.error,
+        warnings=run.warnings,
+        leaks=run.leaks,
         **host_description(),
-        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d"),
-        "error": run.error,
-        "warnings": run.warnings,
-        "leaks": run.leaks,
-        "key": run.key,
-        "source_md5": run.source_md5,
-    }
+    )

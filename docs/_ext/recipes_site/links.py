@@ -22,24 +22,9 @@ def colab_url(repository: str, branch: str, rel: str) -> str:
     return f"{COLAB}/{repository}/blob/{branch}/{notebook}"
 
 
-def recipe_entry(app, pagename: str) -> dict | None:
-    """The manifest entry of the recipe page ``pagename``, or None for other pages."""
-    gconf = app.config.sphinx_gallery_conf
-    if not pagename.startswith(f"{gconf['gallery_dirs']}/"):
-        return None
-    try:
-        manifest = records.read_manifest(records.gallery_root(gconf))
-    except OSError:
-        return None
-    for entry in manifest["recipes"].values():
-        if entry["docname"] == pagename and entry.get("fate") != "invalid":
-            return entry
-    return None
-
-
 def add_context(app, pagename, templatename, context, doctree) -> None:
     """``html-page-context``: ``recipe_colab_url`` for recipe pages (else None)."""
-    entry = recipe_entry(app, pagename)
+    entry = records.recipe_entry(app.config.sphinx_gallery_conf, pagename)
     repository = app.config.recipes_repository
     context["recipe_colab_url"] = (
         colab_url(repository, app.config.recipes_notebooks_branch, entry["rel"])

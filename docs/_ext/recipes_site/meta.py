@@ -27,7 +27,7 @@ import importlib.metadata
 import importlib.util
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_TIMEOUT = 600.0
@@ -75,15 +75,10 @@ class RecipeMeta:
     expected_warnings: tuple[str, ...] = ()
     parallel: bool = True
     source_md5: str = ""
-    extra: dict = field(default_factory=dict, compare=False)
 
     @property
     def name(self) -> str:
         return self.path.stem
-
-    @property
-    def needs_cuda(self) -> bool:
-        return any(r.cuda or r.min_gpus for r in self.requires)
 
 
 def parse_requirement(text: str) -> Requirement:

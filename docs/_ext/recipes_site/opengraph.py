@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 from html import escape, unescape
-from pathlib import Path
 
-from . import links
+from . import records
 
 _TAGS = re.compile(r"<[^>]+>")
 
@@ -20,13 +19,9 @@ def _plain(html: str) -> str:
     return " ".join(unescape(_TAGS.sub("", html or "")).split())
 
 
-def thumbnail(entry: dict) -> Path:
-    return Path(entry["target_dir"]) / "images" / "thumb" / f"sphx_glr_{entry['name']}_thumb.png"
-
-
 def tags(app, pagename: str, context: dict) -> dict[str, str]:
     base = app.config.html_baseurl.rstrip("/") + "/"
-    entry = links.recipe_entry(app, pagename)
+    entry = records.recipe_entry(app.config.sphinx_gallery_conf, pagename)
     title = _plain(context.get("title", "")) or app.config.project
     found = {
         "og:title": title,
@@ -35,9 +30,9 @@ def tags(app, pagename: str, context: dict) -> dict[str, str]:
         "og:site_name": app.config.project,
         "og:description": (entry or {}).get("summary") or app.config.recipes_description,
     }
-    if entry and thumbnail(entry).is_file():
+    if entry and records.thumbnail(entry).is_file():
         # The landing page's card shows this image, so Sphinx copies it to _images.
-        found["og:image"] = f"{base}_images/{thumbnail(entry).name}"
+        found["og:image"] = f"{base}_images/{records.thumbnail(entry).name}"
     return found
 
 

@@ -70,18 +70,10 @@ def annotate_text(text: str, record: dict) -> str:
     return text
 
 
-def _entries_by_docname(app) -> dict[str, dict]:
-    manifest = records.read_manifest(records.gallery_root(app.config.sphinx_gallery_conf))
-    return {e["docname"]: e for e in manifest["recipes"].values()}
-
-
 def annotate(app, docname: str, source: list[str]) -> None:
     """Sphinx ``source-read`` handler for generated recipe pages."""
-    gallery = app.config.sphinx_gallery_conf["gallery_dirs"]
-    if not docname.startswith(f"{gallery}/"):
-        return
-    entry = _entries_by_docname(app).get(docname)
-    if entry is None or entry.get("fate") == "invalid":
+    entry = records.recipe_entry(app.config.sphinx_gallery_conf, docname)
+    if entry is None:
         return
     path = records.record_path(entry["target_dir"], entry["name"])
     record = records.read_json(path)

@@ -281,22 +281,12 @@ def prepare(app) -> None:
 
 
 def _placeholder(entry: dict, status: str, reason: str) -> dict:
-    import datetime as dt
-
-    return {
-        "recipe": entry["name"],
-        "src": entry["src"],
-        "status": status,
-        "reason": reason,
-        "seconds": 0.0,
-        "peak_rss_mb": 0.0,
-        "peak_cuda_mb": 0.0,
-        "device": "",
-        "torch": _torch_version(),
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
-        "error": None,
-        "warnings": [],
-        "leaks": [],
-        "key": entry["key"],
-        "source_md5": entry.get("source_md5", ""),
-    }
+    return records.new_record(
+        entry["name"],
+        entry["src"],
+        status,
+        entry["key"],
+        entry.get("source_md5", ""),
+        reason=reason,
+        torch=_torch_version(),
+    )

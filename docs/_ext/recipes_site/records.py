@@ -68,6 +68,51 @@ def read_manifest(root: Path) -> dict:
     return data
 
 
+def new_record(name: str, src: str, status: str, key: str, source_md5: str, **fields) -> dict:
+    """A recipe's record with every field present; ``fields`` override the defaults."""
+    import datetime as dt
+
+    record = {
+        "recipe": name,
+        "src": src,
+        "status": status,
+        "reason": "",
+        "seconds": 0.0,
+        "peak_rss_mb": 0.0,
+        "peak_cuda_mb": 0.0,
+        "device": "",
+        "torch": "",
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
+        "error": None,
+        "warnings": [],
+        "leaks": [],
+        "key": key,
+        "source_md5": source_md5,
+    }
+    record.update(fields)
+    return record
+
+
+def recipe_entry(gallery_conf, docname: str) -> dict | None:
+    """The manifest entry of the recipe page ``docname``; None for any other page
+    and for recipes that could not be parsed."""
+    if not docname.startswith(f"{gallery_conf['gallery_dirs']}/"):
+        return None
+    try:
+        manifest = read_manifest(gallery_root(gallery_conf))
+    except OSError:
+        return None
+    for entry in manifest["recipes"].values():
+        if entry["docname"] == docname and entry.get("fate") != "invalid":
+            return entry
+    return None
+
+
+def thumbnail(entry: dict) -> Path:
+    """Where sphinx-gallery puts the card thumbnail of a recipe."""
+    return Path(entry["target_dir"]) / "images" / "thumb" / f"sphx_glr_{entry['name']}_thumb.png"
+
+
 def record_path(target_dir: Path | str, name: str) -> Path:
     return Path(target_dir) / f"{name}{RECORD_SUFFIX}"
 
