@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "docs" / "_ext"))
 
-from recipes_site import engine, notebooks  # noqa: E402
+from recipes_site import child, notebooks  # noqa: E402
 
 project = "PyTorch Recipes"
 author = "PyTorch Recipes maintainers"
@@ -40,9 +40,9 @@ sphinx_gallery_conf = {
     "examples_dirs": "../recipes",
     "gallery_dirs": "recipes",
     "within_subsection_order": "FileNameSortKey",
-    "reset_modules": ("matplotlib", "recipes_site.engine.reset_recipe"),
-    "reset_modules_order": "both",
-    "show_memory": engine.BlockRunner(),
+    # Each recipe runs in a process of its own (recipes_site/executor.py), so no
+    # state needs resetting between recipes; this hook times each code cell.
+    "show_memory": child.BlockRunner(),
     "remove_config_comments": True,
     "only_warn_on_example_error": True,
     "download_all_examples": False,
@@ -57,7 +57,12 @@ sphinx_gallery_conf = {
 }
 # Recipe failures are reported once, by name, file and line, in the recipes
 # summary at the end of the build (docs/_ext/recipes_site/report.py).
-suppress_warnings = ["sphinx_gallery.example_error"]
+suppress_warnings = [
+    "sphinx_gallery.example_error",
+    # Two recipes may share a file name in different sections: records are kept
+    # by path and figures are copied under names that include the section.
+    "sphinx_gallery.duplicate_filename",
+]
 
 html_theme = "pydata_sphinx_theme"
 html_title = project

@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
-from recipes_site import meta, pages, report, select
+from recipes_site import (
+    cards,
+    fate,
+    images,
+    layout,
+    meta,
+    outcome,
+    outputs,
+    pages,
+    records,
+    report,
+    select,
+    sourcemap,
+    sourcetree,
+    store,
+)
 
 GOOD = '''"""
 A good title
@@ -23,6 +40,7 @@ The summary of the recipe, with ``code``.
 # sphinx_gallery_requires = ["cuda>=8.0", "gpus>=2", "package:numpy"]
 # sphinx_gallery_timeout = 12
 # sphinx_gallery_expected_warnings = ["FutureWarning: old"]
+# sphinx_gallery_memory_limit = "1.5 GB"
 import math
 
 print(math.pi)
@@ -48,6 +66,20 @@ def test_read_recipe_reads_declarations(tmp_path):
     assert m.requires[0].min_capability == (8, 0)
     assert m.requires[1].min_gpus == 2
     assert m.expected_warnings == ("FutureWarning: old",)
+    assert m.memory_limit == 1_500_000_000
+
+
+def test_a_title_as_wide_as_docutils_measures_it_passes(tmp_path):
+    path = write(tmp_path, '"""\nTorch 入門です\n==============\n"""\nx = 1\n')
+    assert meta.read_recipe(path).title == "Torch 入門です"
+
+
+@pytest.mark.parametrize(
+    "text, size",
+    [("4GB", 4 * 10**9), ("512 MiB", 512 * 2**20), ("1.5 gb", 1_500_000_000), (1024, 1024)],
+)
+def test_sizes(text, size):
+    assert meta.parse_size(text) == size
 
 
 @pytest.mark.parametrize(
@@ -57,7 +89,11 @@ def test_read_recipe_reads_declarations(tmp_path):
         ('"""\nTitle\n=====\n"""\nx = (\n', 5, "SyntaxError"),
         ("import torch\n", 1, "no title docstring"),
         ('"""\nno underline here\n"""\n', 1, "has no title"),
-        ('"""\nLong title\n===\n"""\n', 2, "shorter than the title"),
+        ('"""\nLong title\n===\n"""\n', 3, "shorter than the title"),
+        # docutils counts East Asian wide characters twice: 10 characters, 14 columns
+        ('"""\nTorch 入門です\n=======\n"""\n', 3, "14 columns wide"),
+        ('"""\nT\n===\n"""\n# sphinx_gallery_tags = ["two words"]\nx = 1\n', 5, "without spaces"),
+        ('"""\nT\n===\n"""\n# sphinx_gallery_memory_limit = "lots"\nx = 1\n', 5, "a size"),
         ('"""\nT\n===\n"""\n# sphinx_gallery_timeout = -1\nx = 1\n', 5, "positive number"),
         (
             '"""\nT\n===\n"""\n# sphinx_gallery_requires = ["tpu"]\nx = 1\n',
@@ -154,14 +190,32 @@ def test_shards_are_balanced_and_complete():
     ), "every shard of a matrix must compute the same split"
 
 
-def test_staleness_key_depends_on_torch_device_and_requirements():
-    base = select.staleness_key("md5", "2.13.0", "cpu", [])
-    assert base == select.staleness_key("md5", "2.13.0", "cpu", [])
-    assert base != select.staleness_key("md5x", "2.13.0", "cpu", [])
-    assert base != select.staleness_key("md5", "2.14.0", "cpu", [])
-    assert base != select.staleness_key("md5", "2.13.0", "cuda (H200)", [])
-    assert base != select.staleness_key("md5", "2.13.0", "cpu", ["cuda"])
-    assert base != select.staleness_key("md5", "2.13.0", "cpu", [], "another first cell")
+def test_staleness_key_depends_on_what_the_output_depends_on():
+    def key(**kw):
+        args = dict(rel="a/x.py", md5="md5", torch="2.13.0", device="cpu", requires=[], cell="")
+        args.update(kw)
+        return select.staleness_key(
+            args["rel"], args["md5"], args["torch"], args["device"], args["requires"], args["cell"]
+        )
+
+    base = key()
+    assert base == key()
+    for change in (
+        {"rel": "b/x.py"},
+        {"md5": "md5x"},
+        {"torch": "2.14.0"},
+        {"device": "cuda"},
+        {"requires": ["cuda"]},
+        {"cell": "another first cell"},
+    ):
+        assert key(**change) != base, change
+
+
+def test_torch_release_drops_the_build_tag(monkeypatch):
+    monkeypatch.setattr(select.importlib.metadata, "version", lambda name: "2.13.0+cpu")
+    assert select.torch_release() == "2.13.0"
+    monkeypatch.setattr(select.importlib.metadata, "version", lambda name: "2.13.0+cu128")
+    assert select.torch_release() == "2.13.0"
 
 
 RST = """.. _sphx_glr_recipes_x.py:
@@ -177,12 +231,13 @@ Body.
 
    **Total running time of the script:** (0 minutes 1.000 seconds)
 
+**Estimated memory usage:**  42 MB
 
 .. _sphx_glr_download_recipes_x.py:
 """
 
 
-def test_annotate_adds_verified_line_and_memory_footer():
+def test_annotate_adds_verified_line_and_one_memory_figure():
     record = {
         "status": "executed",
         "date": "2026-01-01",
@@ -197,8 +252,13 @@ def test_annotate_adds_verified_line_and_memory_footer():
         "=====\n\n.. rst-class:: recipe-verified\n\n**Verified** 2026-01-01 with PyTorch "
         "2.13.0 on cpu (X), in 1.2 s." in text
     )
-    assert "**Peak memory:** 512 MB CPU (resident)\n\n.. _sphx_glr_download" in text
+    assert "Estimated memory usage" not in text
+    assert text.count("Peak memory") == 1
+    assert "**Peak memory:** 512 MB of RAM for the whole process (PyTorch included)" in text
+    assert text.index("Peak memory") < text.index(".. _sphx_glr_download")
     assert "CUDA" not in text.split("Peak memory")[1]
+    cuda = pages.annotate_text(RST, {**record, "peak_cuda_mb": 300})
+    assert "and 300 MB of CUDA memory allocated" in cuda
     assert "in 0.04 s." in pages.banner({**record, "seconds": 0.04})
 
 
@@ -208,8 +268,9 @@ def test_annotate_adds_verified_line_and_memory_footer():
         ("skipped", "Not executed in this build"),
         ("needs-cuda", "Needs CUDA"),
         ("not-run", "Not selected for execution"),
-        ("failed", "This recipe failed in this build"),
+        ("failed", "This recipe failed in this build at line 3"),
         ("timed-out", "ran past its time limit"),
+        ("crashed", "This recipe crashed in this build at line 3"),
     ],
 )
 def test_banner_for_each_status(status, expected):
@@ -219,6 +280,13 @@ def test_banner_for_each_status(status, expected):
         "error": {"line": 3, "message": "boom"},
     }
     assert expected in pages.banner(record)
+    assert "Verified" not in pages.banner(record)
+
+
+def test_banner_keeps_an_error_message_inside_its_literal():
+    record = {"status": "failed", "error": {"line": 3, "message": "``\n.. raw:: html\n\n<b>"}}
+    banner = pages.banner(record)
+    assert banner.count("\n") == 3 and "\n.. raw::" not in banner
 
 
 def _row(**kw):
@@ -228,56 +296,78 @@ def _row(**kw):
         "path": "r.py",
         "status": "executed",
         "seconds": 1.0,
-        "ran_in_this_build": True,
+        "fate": "cached",
+        "ran_in_this_build": False,
         "warnings": [],
-        "leaks": [],
+        "notes": [],
+        "files_written": [],
         "error": None,
     }
     row.update(kw)
     return row
 
 
+def _warning(expected):
+    return {"category": "FutureWarning", "message": "old", "file": "r.py", "line": 2, **expected}
+
+
 def test_problems_classify_failures_by_strictness():
     needs = _row(status="needs-cuda", error={"file": "r.py", "line": 4, "message": "no cuda"})
-    drift = _row(
-        warnings=[
-            {
-                "category": "FutureWarning",
-                "message": "old",
-                "file": "r.py",
-                "line": 2,
-                "expected": False,
-            }
-        ]
+    drift = _row(warnings=[_warning({"expected": False})])
+    expected = _row(warnings=[_warning({"expected": True})])
+    writes = _row(files_written=["out.txt"])
+    fatal, notes = report.problems([needs, drift, expected, writes], strict=False)
+    assert fatal == [] and len(notes) == 3
+    assert "r.py:1: recipe wrote into the source tree: out.txt" in notes
+    fatal, _ = report.problems([needs, drift, expected, writes], strict=True)
+    assert [loc for _, loc in fatal] == [("r.py", 4), ("r.py", 2), ("r.py", 1)]
+
+
+def test_a_failure_is_fatal_with_its_traceback_and_a_crash_with_its_output():
+    broken = _row(
+        status="failed",
+        error={"file": "r.py", "line": 9, "message": "ValueError: boom"},
+        traceback='  File "r.py", line 9, in <module>\n    boom()\nValueError: boom',
     )
-    expected = _row(
-        warnings=[
-            {
-                "category": "FutureWarning",
-                "message": "old",
-                "file": "r.py",
-                "line": 2,
-                "expected": True,
-            }
-        ]
+    ((text, where),) = report.problems([broken], strict=False)[0]
+    assert where == ("r.py", 9)
+    assert text.startswith("recipe failed: ValueError: boom\n")
+    assert "recipe's own frames" in text and '    File "r.py", line 9' in text
+    crashed = _row(
+        status="crashed",
+        error={"file": "r.py", "line": 4, "message": "recipe crashed: Aborted (signal 6)"},
+        log_tail=["terminate called after throwing an instance of 'c10::Error'"],
     )
-    broken = _row(status="failed", error={"file": "r.py", "line": 9, "message": "boom"})
-    fatal, notes = report.problems([needs, drift, expected], strict=False, outputs={})
-    assert fatal == [] and len(notes) == 2
-    fatal, _ = report.problems([needs, drift, expected], strict=True, outputs={})
-    assert [loc for _, loc in fatal] == [("r.py", 4), ("r.py", 2)]
-    fatal, _ = report.problems([broken], strict=False, outputs={})
-    assert fatal == [("recipe failed: boom", ("r.py", 9))]
+    ((text, where),) = report.problems([crashed], strict=False)[0]
+    assert text.startswith("recipe crashed: Aborted (signal 6)\n") and "c10::Error" in text
 
 
-def test_problems_flag_zero_time_and_missing_output():
-    fatal, _ = report.problems([_row(seconds=0.0)], strict=False, outputs={"r": True})
-    assert "0 s" in fatal[0][0]
-    fatal, _ = report.problems([_row()], strict=False, outputs={"r": False})
-    assert "printed nothing" in fatal[0][0]
+def test_a_recipe_planned_to_run_without_a_record_of_this_build_is_fatal():
+    row = _row(fate="execute", ran_in_this_build=False)
+    ((text, where),) = report.problems([row], strict=False)[0]
+    assert "planned to execute" in text
+    assert report.problems([_row(fate="execute", ran_in_this_build=True)], strict=False) == (
+        [],
+        [],
+    )
 
 
-def test_cuda_is_ruled_out_without_importing_torch(monkeypatch):
+def test_a_merge_needs_output_for_every_recipe():
+    fatal, _ = report.problems([_row(status="not-run")], strict=False, require_all=True)
+    assert "no output for its current source" in fatal[0][0]
+    assert report.problems([_row(status="skipped")], strict=False, require_all=True)[0] == []
+
+
+def test_collect_knows_what_this_build_ran(tmp_path):
+    entry = {"src": "x.py", "rel": "x.py", "docname": "recipes/x", "target_dir": str(tmp_path)}
+    entry.update(stem="x", key="k", fate="execute")
+    records.write(entry, records.new_record("x", "x.py", "executed", "k", "m", build="b1"))
+    manifest = {"recipes": {"x": entry}}
+    assert report.collect(manifest, "b1")[0]["ran_in_this_build"] is True
+    assert report.collect(manifest, "b2")[0]["ran_in_this_build"] is False
+
+
+def test_cuda_is_ruled_out_without_importing_torch(monkeypatch, tmp_path):
     import sys
 
     monkeypatch.delitem(sys.modules, "torch", raising=False)
@@ -286,5 +376,345 @@ def test_cuda_is_ruled_out_without_importing_torch(monkeypatch):
     assert meta.Host.detect() == meta.Host()
     assert "torch" not in sys.modules
     monkeypatch.setattr(meta.importlib.metadata, "version", lambda name: "2.13.0")
-    monkeypatch.setattr(meta.Path, "exists", lambda self: True)
+    monkeypatch.setattr(meta, "NVIDIA_PROC", tmp_path / "nvidia")
+    assert meta.cuda_possible() is (sys.platform != "linux")
+    (tmp_path / "nvidia").mkdir()
     assert meta.cuda_possible() is True
+
+
+# ---------------------------------------------------------------- a recipe's fate
+
+
+def F(**kw):
+    return fate.Facts(key="k", **kw)
+
+
+@pytest.mark.parametrize(
+    "facts, expected",
+    [
+        # a build that executes
+        (F(unmet=("needs CUDA",)), ("skipped", "needs CUDA")),
+        (
+            F(unmet=("needs CUDA",), old_status="executed", old_key="k", output_current=True),
+            ("skipped", "needs CUDA"),
+        ),
+        (F(old_status="executed", old_key="k", output_current=True), ("cached", "")),
+        (F(old_status="executed", old_key="k", output_current=False), ("execute", "")),
+        (F(old_status="executed", old_key="old", output_current=True), ("execute", "")),
+        (F(stored="executed"), ("restore", "")),
+        (F(stored="executed", selected=False), ("restore", "")),
+        (F(stored="skipped"), ("execute", "")),  # a host that executes checks for itself
+        (F(), ("execute", "")),
+        (F(old_status="failed", old_key="k"), ("execute", "")),
+        (F(old_status="crashed", old_key="k", output_current=True), ("execute", "")),
+        (F(old_status="failed", old_key="k", selected=False), ("failed", "")),
+        (F(old_status="timed-out", old_key="k", selected=False), ("failed", "")),
+        (F(old_status="needs-cuda", old_key="k", selected=False), ("failed", "")),
+        (F(old_status="failed", old_key="old", selected=False), ("not-run", fate.NOT_SELECTED)),
+        (
+            F(old_status="executed", old_key="old", output_current=True, selected=False),
+            ("not-run", fate.NOT_SELECTED),
+        ),
+        (F(selected=False), ("not-run", fate.NOT_SELECTED)),
+        # a build that executes nothing (html-noplot, the merge of shards)
+        (F(executing=False, unmet=("needs CUDA",)), ("not-run", fate.NOT_EXECUTING)),
+        (
+            F(executing=False, old_status="executed", old_key="k", output_current=True),
+            ("cached", ""),
+        ),
+        (F(executing=False, stored="executed"), ("restore", "")),
+        (F(executing=False, stored="skipped"), ("restore", "")),
+        (F(executing=False, old_status="failed", old_key="k"), ("failed", "")),
+        (
+            F(executing=False, old_status="executed", old_key="old", output_current=True),
+            ("not-run", fate.NOT_EXECUTING),
+        ),
+        (F(executing=False), ("not-run", fate.NOT_EXECUTING)),
+    ],
+)
+def test_fate_table(facts, expected):
+    decided = fate.decide(facts)
+    assert (decided.name, decided.reason) == expected
+
+
+# ---------------------------------------------------------------- sphinx-gallery's files
+
+
+def lay_out(section, stem, figures=1, thumb="png"):
+    """Files as sphinx-gallery 0.22.1 writes them for an executed recipe."""
+    (section / "images" / "thumb").mkdir(parents=True, exist_ok=True)
+    for suffix in (".rst", ".py", ".py.md5", ".ipynb", ".zip", ".codeobj.json", ".cost.json"):
+        (section / f"{stem}{suffix}").write_text(suffix)
+    (section / f"{stem}.record.json").write_text("{}")
+    for i in range(1, figures + 1):
+        (section / "images" / f"sphx_glr_{stem}_{i:03d}.png").write_text("png")
+        (section / "images" / f"sphx_glr_{stem}_{i:03d}_2_00x.png").write_text("png")
+    if thumb:
+        (section / "images" / "thumb" / f"sphx_glr_{stem}_thumb.{thumb}").write_text(thumb)
+
+
+def test_layout_tells_recipes_with_a_common_prefix_apart(tmp_path):
+    lay_out(tmp_path, "compile", figures=1)
+    lay_out(tmp_path, "compile_cache_cold_warm", figures=2, thumb="svg")
+    mine = {p.relative_to(tmp_path).as_posix() for p in layout.files(tmp_path, "compile")}
+    assert mine == {
+        "compile.rst", "compile.py", "compile.py.md5", "compile.ipynb", "compile.zip",
+        "compile.codeobj.json", "compile.cost.json", "compile.record.json",
+        "images/sphx_glr_compile_001.png", "images/sphx_glr_compile_001_2_00x.png",
+        "images/thumb/sphx_glr_compile_thumb.png",
+    }  # fmt: skip
+    assert layout.thumbnail(tmp_path, "compile_cache_cold_warm").name.endswith("_thumb.svg")
+    layout.remove(tmp_path, "compile")
+    left = {p.name for p in tmp_path.rglob("*") if p.is_file()}
+    assert "sphx_glr_compile_cache_cold_warm_001.png" in left
+    assert "sphx_glr_compile_cache_cold_warm_thumb.svg" in left
+    assert not any(n.startswith("compile.") or "glr_compile_0" in n for n in left)
+    assert layout.stems(tmp_path) == {"compile_cache_cold_warm"}
+
+
+def test_layout_knows_when_sphinx_gallery_reuses_a_page(tmp_path):
+    (tmp_path / "x.py").write_text("print(1)\n")
+    assert not layout.is_current(tmp_path, "x")
+    layout.mark_current(tmp_path, "x")
+    assert layout.is_current(tmp_path, "x")
+    (tmp_path / "x.py").write_text("print(2)\n")
+    assert not layout.is_current(tmp_path, "x")
+    layout.mark_current(tmp_path, "x")
+    layout.mark_stale(tmp_path, "x")
+    assert not layout.is_current(tmp_path, "x")
+
+
+def test_removing_images_before_a_run_keeps_the_page(tmp_path):
+    lay_out(tmp_path, "x", figures=3)
+    layout.remove_images(tmp_path, "x")
+    assert layout.figures(tmp_path, "x") == [] and layout.thumbnail(tmp_path, "x") is None
+    assert (tmp_path / "x.rst").exists()
+
+
+# ---------------------------------------------------------------- the output store
+
+
+def test_store_keeps_whole_outputs_by_key(tmp_path):
+    section, root = tmp_path / "section", tmp_path / "store"
+    lay_out(section, "x", figures=2)
+    record = records.new_record("s/x", "x.py", "executed", "k1", "m")
+    store.put(root, "k1", "s/x", section, "x", record)
+    assert store.get(root, "k1")["record"]["status"] == "executed"
+    assert store.get(root, "k2") is None
+    layout.remove(section, "x")
+    assert store.restore(root, "k1", section, "x") == record
+    assert (section / "images" / "sphx_glr_x_002_2_00x.png").read_text() == "png"
+    assert (section / "x.rst").read_text() == ".rst"
+    with pytest.raises(ValueError):
+        store.put(root, "k3", "s/x", section, "x", {**record, "status": "failed"})
+
+
+def test_store_ingests_fresh_entries_prunes_and_hashes_its_content(tmp_path):
+    section = tmp_path / "section"
+    lay_out(section, "x")
+    main, shard = tmp_path / "store", tmp_path / "shard"
+    store.put(main, "old", "x", section, "x", records.new_record("x", "", "executed", "old", ""))
+    before = store.content_id(main)
+    assert store.content_id(main) == before  # stable
+    (section / "x.rst").write_text("fresh")
+    store.put(shard, "new", "x", section, "x", records.new_record("x", "", "executed", "new", ""))
+    store.put(shard, "old", "x", section, "x", records.new_record("x", "", "executed", "old", ""))
+    assert sorted(store.ingest([tmp_path / "shard"], main)) == ["new", "old"]
+    assert (main / "old" / "files" / "x.rst").read_text() == "fresh"  # fresh over cached
+    assert store.content_id(main) != before
+    assert store.prune(main, {"new"}) == ["old"]
+    assert [e["key"] for e in store.entries(main)] == ["new"]
+
+
+def test_store_keeps_a_few_outputs_per_recipe(tmp_path):
+    section = tmp_path / "section"
+    lay_out(section, "x")
+    for i in range(store.KEEP_PER_RECIPE + 2):
+        store.put(tmp_path / "s", f"k{i}", "x", section, "x",
+                  records.new_record("x", "", "executed", f"k{i}", ""))  # fmt: skip
+    assert len(store.entries(tmp_path / "s")) == store.KEEP_PER_RECIPE
+
+
+# ---------------------------------------------------------------- bounded output
+
+
+def _page_with_output(lines: int, width: int = 60) -> str:
+    body = "".join(f"    {i:>6} {'y' * width}\n" for i in range(lines))
+    return (
+        ".. GENERATED FROM PYTHON SOURCE LINES 10-12\n\n.. code-block:: Python\n\n"
+        "    print('x')\n\n.. rst-class:: sphx-glr-script-out\n\n .. code-block:: none\n\n"
+        f"{body}\n\n.. GENERATED FROM PYTHON SOURCE LINES 13-14\n\nText after.\n"
+    )
+
+
+def test_output_is_cut_per_cell_with_a_note():
+    text, cuts = outputs.bound_text(_page_with_output(10_000), cell_limit=10_000)
+    assert len(text.encode()) < 12_000
+    assert cuts == [{"line": 10, "shown": cuts[0]["shown"], "total": cuts[0]["total"]}]
+    assert cuts[0]["shown"] <= 10_000 < cuts[0]["total"]
+    assert "**Output truncated:** this cell printed 720.0 kB" in text
+    assert text.rstrip().endswith("Text after.")
+    small = _page_with_output(3)
+    assert outputs.bound_text(small) == (small, [])
+
+
+def test_one_long_line_keeps_its_start_and_pages_have_a_budget():
+    one_line = _page_with_output(1, width=5_000_000)
+    text, cuts = outputs.bound_text(one_line, cell_limit=1000)
+    assert 900 < cuts[0]["shown"] <= 1000 and "y" * 500 in text
+    two = _page_with_output(1000) + _page_with_output(1000)
+    text, cuts = outputs.bound_text(two, cell_limit=50_000, page_limit=70_000)
+    assert len(cuts) == 2 and cuts[0]["shown"] + cuts[1]["shown"] <= 70_000
+
+
+# ---------------------------------------------------------------- where problems are
+
+
+GENERATED = """
+.. _sphx_glr_recipes_x.py:
+
+
+Title
+=====
+**Author:** a
+
+.. GENERATED FROM PYTHON SOURCE LINES 9-14
+
+.. code-block:: Python
+
+    x = 1
+
+.. GENERATED FROM PYTHON SOURCE LINES 15-19
+
+First text line
+second text line
+  badly indented
+"""
+
+
+@pytest.mark.parametrize(
+    "rst_line, source", [(4, 1), (5, 2), (6, 3), (7, 4), (11, 9), (17, 15), (19, 17)]
+)
+def test_generated_lines_map_to_source_lines(rst_line, source):
+    assert sourcemap.source_line(GENERATED.splitlines(), rst_line) == source
+
+
+def test_lines_below_the_banner_still_map_to_their_source(tmp_path):
+    record = {"status": "executed", "date": "d", "torch": "t", "device": "cpu", "seconds": 1}
+    lines = pages.annotate_text(GENERATED, record).split("\n")
+    author = lines.index("**Author:** a") + 1
+    assert author > 7  # the banner moved it down
+    assert sourcemap.source_line(lines, author) == 4
+    assert sourcemap.source_line(lines, lines.index("second text line") + 1) == 16
+    assert sourcemap.source_line(lines, lines.index("=====") + 1) == 3
+
+
+def test_a_crash_is_blamed_on_the_recipe_line_faulthandler_saw():
+    log = (
+        "Thread 0x01 (most recent call first):\n"
+        '  File "/r/x.py", line 14 in forever\n'
+        '  File "/usr/lib/python3.11/threading.py", line 982 in run\n\n'
+        "Current thread 0x02 (most recent call first):\n"
+        '  File "/usr/lib/python3.11/threading.py", line 1590 in _shutdown\n'
+        '  File "/usr/lib/python3.11/multiprocessing/process.py", line 332 in _bootstrap\n'
+    )
+    assert outcome.blamed_line(log, "/r/x.py", prefer_other_threads=True) == 14
+    crash = (
+        "Fatal Python error: Segmentation fault\n\n"
+        "Current thread 0x02 (most recent call first):\n"
+        '  File "/usr/lib/python3.11/ctypes/__init__.py", line 519 in string_at\n'
+        '  File "/r/x.py", line 11 in <module>\n'
+        '  File "/usr/lib/python3.11/multiprocessing/process.py", line 108 in run\n'
+    )
+    assert outcome.blamed_line(crash, "/r/x.py") == 11
+    assert outcome.blamed_line("no dump here", "/r/x.py") == 0
+
+
+def test_a_line_maps_to_the_start_of_its_code_cell(tmp_path):
+    src = tmp_path / "r.py"
+    src.write_text('"""\nT\n=\n"""\n\nimport os\n\nprint(1)\n# %%\n# text\n\nx = 1\ny = 2\n')
+    assert outcome.cell_start(str(src), 8) == 6
+    assert outcome.cell_start(str(src), 13) == 12
+
+
+def test_stopped_children_get_named_failures():
+    def child(stopping="", exitcode=None):
+        return types.SimpleNamespace(
+            stopping=stopping, process=types.SimpleNamespace(exitcode=exitcode), peak_rss=2e9
+        )
+
+    job = types.SimpleNamespace(entry={"timeout": 3.0})
+    assert outcome.stopped(child(exitcode=-11), job, 8, None) == (
+        "crashed",
+        "recipe crashed: Segmentation fault (signal 11), in the code cell starting at line 8",
+    )
+    assert outcome.stopped(child(exitcode=3), job, 0, None) == (
+        "crashed",
+        "recipe exited with status 3",
+    )
+    assert outcome.stopped(child("time", -9), job, 5, None)[0] == "timed-out"
+    status, text = outcome.stopped(child("memory", -9), job, 5, 10**9)
+    assert status == "failed" and "memory limit of 1.0 GB (2.0 GB resident)" in text
+    assert "run out of memory" in outcome.stopped(child(exitcode=-9), job, 0, None)[1]
+
+
+# ---------------------------------------------------------------- markup and files
+
+
+def test_figure_attributes_are_escaped_and_named_by_section(tmp_path):
+    srcdir, outdir = tmp_path / "docs", tmp_path / "html"
+    image = srcdir / "recipes" / "compile" / "images" / "sphx_glr_x_001.png"
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"png")
+    uri = "/recipes/compile/images/sphx_glr_x_001.png"
+    writer = types.SimpleNamespace(
+        body=[],
+        builder=types.SimpleNamespace(
+            outdir=str(outdir), srcdir=str(srcdir), imagedir="_images", name="html",
+            current_docname="recipes/compile/x",
+        ),
+    )  # fmt: skip
+    node = {"srcset": uri, "uri": uri, "alt": 'F"><script>alert(1)</script>', "class": ["c"]}
+    images.visit_image_sg(writer, node)
+    (tag,) = writer.body
+    assert "<script>" not in tag and 'alt="F&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in tag
+    assert 'src="../../_images/compile-sphx_glr_x_001.png"' in tag
+    assert (outdir / "_images" / "compile-sphx_glr_x_001.png").read_bytes() == b"png"
+    assert images.image_name("/recipes/images/sphx_glr_y_001.png") == "sphx_glr_y_001.png"
+    assert images.parse_srcset("/a.png, /b.png 2.00x") == {0.0: "/a.png", 2.0: "/b.png"}
+
+
+def test_tag_filter_escapes_tags():
+    writer = types.SimpleNamespace(body=[])
+    with pytest.raises(cards.nodes.SkipNode):
+        cards.visit_tag_filter(writer, {"tags": ['a"><b>x']})
+    assert "<b>" not in writer.body[0] and 'data-tag="a&quot;&gt;&lt;b&gt;x"' in writer.body[0]
+
+
+def test_source_tree_changes(tmp_path):
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "a.py").write_text("1")
+    (tmp_path / "_build").mkdir()
+    before = sourcetree.snapshot(tmp_path)
+    (tmp_path / "recipes" / "out.csv").write_text("x")
+    (tmp_path / "_build" / "ignored").write_text("x")
+    (tmp_path / "recipes" / "a.py").unlink()
+    assert sourcetree.difference(before, sourcetree.snapshot(tmp_path)) == [
+        "recipes/a.py",
+        "recipes/out.csv",
+    ]
+
+
+def test_no_function_of_the_extension_reaches_60_lines():
+    import ast
+    from pathlib import Path
+
+    package = Path(meta.__file__).parent
+    long = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length >= 60:
+                    long.append(f"{path.name}:{node.lineno} {node.name} ({length} lines)")
+    assert long == []

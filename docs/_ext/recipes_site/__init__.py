@@ -1,41 +1,74 @@
-"""Sphinx extension that plans, annotates and reports the execution of recipes.
+"""Sphinx extension that plans, executes, annotates and reports the site's recipes.
 
 It adds to sphinx-gallery, through public events only:
 
 ``builder-inited``  (:func:`plan.prepare`) before the gallery is generated:
-    validates every recipe, decides which ones this build executes (``RECIPE``,
-    ``SHARD``, declared requirements, staleness) and writes the manifest.
-``source-read``     (:func:`pages.annotate`) adds the "verified" line, notes
-    for recipes that were not executed, and the memory footer.
+    validates every recipe, decides what this build does with each one
+    (``RECIPE``, ``SHARD``, ``PLAN``, declared requirements, the store) and
+    writes the manifest; (:func:`sourcemap.install`) points problems in a
+    recipe's text at the recipe; (:func:`executor.execute`) runs the recipes
+    to execute, each in a process of its own, through sphinx-gallery's own
+    per-file generation. sphinx-gallery then renders the gallery, executing
+    nothing itself.
 ``builder-inited``  (:func:`timespage.write`) after the gallery is generated:
     writes the computation-times page from the recipes' records.
+``source-read``     (:func:`pages.annotate`) adds the "verified" line, notes
+    for recipes that were not executed, and the memory footer.
 ``html-page-context`` (:mod:`links`, :mod:`opengraph`, :mod:`furniture`) adds
     the "Open in Colab" URL, OpenGraph tags and the 404 page's ``<base>``.
 ``build-finished``  (:func:`report.summarize`) writes ``timings.json``, prints
     the end-of-build summary and fails the build for broken recipes;
     (:func:`furniture.write_files`) writes ``sitemap.xml`` and redirect pages.
 
-The runtime hooks that sphinx-gallery calls around each recipe live in
-:mod:`recipes_site.engine` and are named in ``sphinx_gallery_conf``.
+:mod:`images` replaces the HTML writer of sphinx-gallery's image node with one
+that escapes what it writes into attributes.
 """
 
 from __future__ import annotations
 
-from . import cards, furniture, links, opengraph, pages, plan, report, timespage
+from . import (
+    cards,
+    executor,
+    furniture,
+    images,
+    links,
+    opengraph,
+    pages,
+    plan,
+    records,
+    report,
+    sourcemap,
+    timespage,
+)
 
-__version__ = "1.0"
+__version__ = "2.0"
+
+
+def _install_log_filters(app) -> None:
+    root = records.gallery_root(app.config.sphinx_gallery_conf)
+    sourcemap.install(app, records.read_manifest(root))
+    report.quiet(app)
 
 
 def setup(app):
     # Build options: they choose what runs, not what a page says, so changing
     # them does not invalidate Sphinx's environment.
-    app.add_config_value("recipes_select", "", "", types=[str])
-    app.add_config_value("recipes_shard", "", "", types=[str])
-    app.add_config_value("recipes_strict", False, "", types=[bool])
-    app.add_config_value("recipes_jobs", 1, "", types=[int])
-    app.add_config_value("recipes_timings", "", "", types=[str])
-    app.add_config_value("recipes_require_all", False, "", types=[bool])
-    app.add_config_value("recipes_isolate", True, "", types=[bool])
+    for name, default, types in (
+        ("recipes_select", "", [str]),
+        ("recipes_shard", "", [str]),
+        ("recipes_plan", "", [str]),
+        ("recipes_strict", False, [bool]),
+        ("recipes_jobs", 1, [int]),
+        ("recipes_require_all", False, [bool]),
+        ("recipes_isolate", True, [bool]),
+        ("recipes_device", "", [str]),
+        ("recipes_store", ".cache/recipes/store", [str]),
+        ("recipes_memory_limit", "", [str]),
+        ("recipes_output_cell_limit", 200_000, [int]),
+        ("recipes_output_page_limit", 1_500_000, [int]),
+        ("recipes_budget", 30.0, [float, int]),
+    ):
+        app.add_config_value(name, default, "", types=types)
     app.add_config_value("recipes_repository", "", "html", types=[str])
     app.add_config_value("recipes_branch", "main", "html", types=[str])
     # Site furniture: where notebooks are published for Colab, the description
@@ -47,6 +80,8 @@ def setup(app):
     # After sphinx-gallery's own builder-inited set-up (priority 10) and before
     # it generates the gallery (default priority 500).
     app.connect("builder-inited", plan.prepare, priority=200)
+    app.connect("builder-inited", _install_log_filters, priority=250)
+    app.connect("builder-inited", executor.execute, priority=300)
     app.connect("builder-inited", timespage.write, priority=600)
     app.connect("source-read", pages.annotate)
     app.connect("html-page-context", links.add_context)
@@ -57,4 +92,5 @@ def setup(app):
     app.add_css_file("recipes.css")
     app.add_js_file("recipes.js", loading_method="defer")
     cards.setup(app)
+    images.setup(app)
     return {"version": __version__, "parallel_read_safe": True, "parallel_write_safe": True}

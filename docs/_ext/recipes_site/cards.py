@@ -8,6 +8,7 @@ generated, so a recipe that cannot be parsed never breaks the landing page.
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
 from docutils import nodes
@@ -22,11 +23,10 @@ class tag_filter(nodes.General, nodes.Element):
 
 
 def visit_tag_filter(self, node):
-    tags = node["tags"]
     buttons = "".join(
-        f'<button type="button" class="recipe-tag-button" data-tag="{t}" aria-pressed="false">'
-        f"{t}</button>"
-        for t in tags
+        f'<button type="button" class="recipe-tag-button" data-tag="{escape(t, quote=True)}" '
+        f'aria-pressed="false">{escape(t)}</button>'
+        for t in node["tags"]
     )
     self.body.append(
         '<div class="recipe-tag-filter" role="group" aria-label="Filter recipes by tag">'
@@ -45,8 +45,6 @@ class recipe_card(nodes.General, nodes.Element):
 
 
 def visit_recipe_card(self, node):
-    from html import escape
-
     self.body.append(f'<div class="recipe-card" data-tags="{escape(node["tags"])}">')
 
 
@@ -73,7 +71,7 @@ class RecipeCards(SphinxDirective):
     def _card(self, entry: dict, srcdir: Path) -> nodes.Node:
         card = recipe_card(tags=" ".join(entry["tags"]))
         thumb = records.thumbnail(entry)
-        if thumb.exists():
+        if thumb is not None:
             uri = "/" + thumb.relative_to(srcdir).as_posix()
             card += nodes.image(uri=uri, alt="", classes=["recipe-card-thumb"])
         title = nodes.paragraph(classes=["recipe-card-title"])

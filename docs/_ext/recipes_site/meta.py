@@ -8,6 +8,7 @@ configuration syntax (so the build strips them from the rendered page)::
     # sphinx_gallery_timeout = 120
     # sphinx_gallery_expected_warnings = ["FutureWarning: .*foo is deprecated"]
     # sphinx_gallery_parallel = False
+    # sphinx_gallery_memory_limit = "4 GB"
 
 Requirement strings:
 
@@ -31,6 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_TIMEOUT = 600.0
+# Present on Linux exactly when the NVIDIA driver is loaded.
+NVIDIA_PROC = Path("/proc/driver/nvidia")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(|B|[KMGT]B|[KMGT]iB)\s*$", re.I)
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
 
 # The same pattern sphinx-gallery uses for in-file settings.
 _CONFIG_LINE = re.compile(
@@ -74,6 +80,7 @@ class RecipeMeta:
     timeout: float = DEFAULT_TIMEOUT
     expected_warnings: tuple[str, ...] = ()
     parallel: bool = True
+    memory_limit: int | None = None  # bytes
     source_md5: str = ""
 
     @property
@@ -124,7 +131,10 @@ def _title(path: Path, tree: ast.Module) -> str:
             "no title docstring: a recipe starts with a docstring whose first line is "
             "the title, underlined with '='",
         )
-    lines = [ln.strip() for ln in doc_node.value.value.strip().splitlines()]
+    raw = doc_node.value.value
+    lines = [ln.strip() for ln in raw.strip().splitlines()]
+    # The line the title is on: the docstring's first line plus the blank lines before it.
+    title_line = doc_node.lineno + raw[: len(raw) - len(raw.lstrip())].count("\n")
     if len(lines) < 2 or not lines[0] or not _UNDERLINE.match(lines[1]):
         raise RecipeError(
             path,
@@ -132,11 +142,38 @@ def _title(path: Path, tree: ast.Module) -> str:
             "the docstring has no title: its first line must be the title, "
             "the second an underline of '=' characters",
         )
-    if len(lines[1]) < len(lines[0]):
+    if len(lines[1]) < column_width(lines[0]):
         raise RecipeError(
-            path, doc_node.lineno + 1, "the title underline is shorter than the title"
+            path,
+            title_line + 1,
+            f"the title underline is shorter than the title ({len(lines[1])} characters "
+            f"for a title {column_width(lines[0])} columns wide; wide characters count twice)",
         )
     return lines[0]
+
+
+def column_width(text: str) -> int:
+    """Width of ``text`` as docutils measures a title (East Asian wide characters count 2)."""
+    from docutils.utils import column_width as docutils_width
+
+    return docutils_width(text)
+
+
+def parse_size(value) -> int:
+    """``"4 GB"``, ``"512MiB"`` or a number of bytes -> bytes; ValueError otherwise."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return int(value)
+    m = _SIZE.match(value) if isinstance(value, str) else None
+    if not m or float(m[1]) <= 0:
+        raise ValueError(f'{value!r} is not a size such as "4 GB" or "512 MiB"')
+    return int(float(m[1]) * _UNITS[m[2].lower()])
+
+
+def format_size(size: float) -> str:
+    for unit, factor in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if size >= factor:
+            return f"{size / factor:.1f} {unit}"
+    return f"{size:.0f} B"
 
 
 def summary(docstring: str) -> str:
@@ -180,19 +217,8 @@ def _check_cells(path: Path, text: str, tree: ast.Module) -> None:
     flush()
 
 
-def read_recipe(path: Path | str) -> RecipeMeta:
-    """Parse a recipe file; raise RecipeError naming file and line on bad input."""
-    import hashlib
-
-    path = Path(path)
-    text = read_source(path)
-    try:
-        tree = ast.parse(text, filename=str(path))
-    except SyntaxError as exc:
-        raise RecipeError(path, exc.lineno or 1, f"SyntaxError: {exc.msg}") from None
-    title = _title(path, tree)
-    intro = summary(ast.get_docstring(tree, clean=True) or "")
-
+def _declarations(path: Path, text: str) -> tuple[dict, dict]:
+    """``sphinx_gallery_<name> = <literal>`` lines: (name -> value, name -> line)."""
     values: dict[str, object] = {}
     lines: dict[str, int] = {}
     for m in _CONFIG_LINE.finditer(text):
@@ -205,32 +231,49 @@ def read_recipe(path: Path | str) -> RecipeMeta:
                 path, line, f"sphinx_gallery_{key}: {raw!r} is not a Python literal"
             ) from None
         lines[key] = line
+    return values, lines
 
-    def check(key, ok, expected):
-        if key in values and not ok(values[key]):
-            raise RecipeError(path, lines[key], f"sphinx_gallery_{key} must be {expected}")
 
-    def str_list(v):
-        return isinstance(v, (list, tuple)) and all(isinstance(s, str) for s in v)
+def _str_list(v) -> bool:
+    return isinstance(v, (list, tuple)) and all(isinstance(s, str) for s in v)
 
-    check("tags", str_list, "a list of strings")
-    check("requires", str_list, "a list of strings")
-    check("expected_warnings", str_list, "a list of regular expressions")
-    check(
+
+# name -> (test, what the value must be)
+_CHECKS = (
+    ("tags", _str_list, "a list of strings"),
+    (
+        "tags",
+        lambda v: all(t.strip() and not re.search(r"\s", t) for t in v),
+        "a list of tags without spaces (use '-' between words: \"graph-breaks\")",
+    ),
+    ("requires", _str_list, "a list of strings"),
+    ("expected_warnings", _str_list, "a list of regular expressions"),
+    (
         "timeout",
         lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
         "a positive number of seconds",
-    )
-    check("parallel", lambda v: isinstance(v, bool), "True or False")
+    ),
+    ("parallel", lambda v: isinstance(v, bool), "True or False"),
+)
 
-    _check_cells(path, text, tree)
 
-    requires = []
-    for text_req in values.get("requires", ()):
-        try:
-            requires.append(parse_requirement(text_req))
-        except ValueError as exc:
-            raise RecipeError(path, lines["requires"], str(exc)) from None
+def _checked(path: Path, values: dict, lines: dict) -> dict:
+    """The declarations, validated and converted; RecipeError at the offending line."""
+    for key, ok, expected in _CHECKS:
+        if key in values and not ok(values[key]):
+            raise RecipeError(path, lines[key], f"sphinx_gallery_{key} must be {expected}")
+    out = dict(values)
+    try:
+        if "memory_limit" in values:
+            out["memory_limit"] = parse_size(values["memory_limit"])
+    except ValueError as exc:
+        raise RecipeError(
+            path, lines["memory_limit"], f"sphinx_gallery_memory_limit: {exc}"
+        ) from None
+    try:
+        out["requires"] = tuple(parse_requirement(r) for r in values.get("requires", ()))
+    except ValueError as exc:
+        raise RecipeError(path, lines["requires"], str(exc)) from None
     for pattern in values.get("expected_warnings", ()):
         try:
             re.compile(pattern)
@@ -238,16 +281,32 @@ def read_recipe(path: Path | str) -> RecipeMeta:
             raise RecipeError(
                 path, lines["expected_warnings"], f"bad pattern {pattern!r}: {exc}"
             ) from None
+    return out
 
+
+def read_recipe(path: Path | str) -> RecipeMeta:
+    """Parse a recipe file; raise RecipeError naming file and line on bad input."""
+    import hashlib
+
+    path = Path(path)
+    text = read_source(path)
+    try:
+        tree = ast.parse(text, filename=str(path))
+    except SyntaxError as exc:
+        raise RecipeError(path, exc.lineno or 1, f"SyntaxError: {exc.msg}") from None
+    title = _title(path, tree)
+    values = _checked(path, *_declarations(path, text))
+    _check_cells(path, text, tree)
     return RecipeMeta(
         path=path,
         title=title,
-        summary=intro,
+        summary=summary(ast.get_docstring(tree, clean=True) or ""),
         tags=tuple(values.get("tags", ())),
-        requires=tuple(requires),
+        requires=values["requires"],
         timeout=float(values.get("timeout", DEFAULT_TIMEOUT)),
         expected_warnings=tuple(values.get("expected_warnings", ())),
         parallel=bool(values.get("parallel", True)),
+        memory_limit=values.get("memory_limit"),
         source_md5=hashlib.md5(text.encode("utf-8")).hexdigest(),
     )
 
@@ -286,6 +345,11 @@ class Host:
     def device(self) -> str:
         return f"cuda ({self.gpu_name})" if self.cuda_available else "cpu"
 
+    @property
+    def kind(self) -> str:
+        """What a recipe's output depends on: ``cuda`` or ``cpu`` (not the GPU model)."""
+        return "cuda" if self.cuda_available else "cpu"
+
 
 def cuda_possible() -> bool:
     """False when CUDA certainly cannot work here, decided without importing torch.
@@ -299,7 +363,7 @@ def cuda_possible() -> bool:
         return False
     if version.endswith("+cpu"):
         return False
-    return not (sys.platform == "linux" and not Path("/proc/driver/nvidia").exists())
+    return not (sys.platform == "linux" and not NVIDIA_PROC.exists())
 
 
 def unmet(meta: RecipeMeta, host: Host) -> list[str]:

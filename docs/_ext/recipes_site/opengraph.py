@@ -30,9 +30,13 @@ def tags(app, pagename: str, context: dict) -> dict[str, str]:
         "og:site_name": app.config.project,
         "og:description": (entry or {}).get("summary") or app.config.recipes_description,
     }
-    if entry and records.thumbnail(entry).is_file():
-        # The landing page's card shows this image, so Sphinx copies it to _images.
-        found["og:image"] = f"{base}_images/{records.thumbnail(entry).name}"
+    thumb = records.thumbnail(entry) if entry else None
+    if thumb is not None:
+        # The landing page's card shows this image, so Sphinx copies it to _images,
+        # under a name of its own when two images share a file name.
+        rel = thumb.relative_to(app.srcdir).as_posix()
+        name = app.env.images[rel][1] if rel in app.env.images else thumb.name
+        found["og:image"] = f"{base}_images/{name}"
     return found
 
 

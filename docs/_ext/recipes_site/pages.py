@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 
-from . import records
+from . import records, sourcemap
 
 _TITLE = re.compile(r"^(\.\. _sphx_glr_[^\n]*:\n\n+[^\n]+\n=+\n)", re.M)
 _DOWNLOAD = re.compile(r"^\.\. _sphx_glr_download_", re.M)
+# sphinx-gallery's own figure: the growth of memory during the run. The page
+# shows one figure, the peak (see :func:`footer`), so this line goes.
+_ESTIMATED = re.compile(r"^\*\*Estimated memory usage:\*\*[^\n]*\n\n?", re.M)
 
 
 def _fmt_seconds(seconds: float) -> str:
@@ -45,25 +48,55 @@ def banner(record: dict) -> str:
         )
     error = record.get("error") or {}
     where = f" at line {error['line']}" if error.get("line") else ""
-    what = "ran past its time limit" if status == "timed-out" else "failed"
+    what = {
+        "timed-out": "ran past its time limit",
+        "crashed": "crashed",
+    }.get(status, "failed")
     return (
         ".. error::\n\n"
-        f"   This recipe {what} in this build{where}: ``{error.get('message', '')}``\n"
+        f"   This recipe {what} in this build{where}: ``{_literal(error.get('message', ''))}``\n"
     )
 
 
+def _literal(text: str) -> str:
+    """Text that is safe inside an inline literal on one line."""
+    return " ".join(text.split()).replace("``", "` `") or "no message"
+
+
 def footer(record: dict) -> str:
-    if record.get("status") not in ("executed", "failed", "timed-out", "needs-cuda"):
+    """One memory figure: the peak resident memory of the recipe's process."""
+    if record.get("status") not in ("executed", "failed", "timed-out", "needs-cuda", "crashed"):
         return ""
-    cuda = f", {record['peak_cuda_mb']:.0f} MB CUDA" if record.get("peak_cuda_mb") else ""
+    if not record.get("peak_rss_mb"):
+        return ""
+    cuda = (
+        f", and {record['peak_cuda_mb']:.0f} MB of CUDA memory allocated"
+        if record.get("peak_cuda_mb")
+        else ""
+    )
     return (
         ".. rst-class:: sphx-glr-timing recipe-memory\n\n"
-        f"   **Peak memory:** {record['peak_rss_mb']:.0f} MB CPU (resident){cuda}\n\n"
+        f"   **Peak memory:** {record['peak_rss_mb']:.0f} MB of RAM for the whole process "
+        f"(PyTorch included){cuda}\n\n"
     )
 
 
 def annotate_text(text: str, record: dict) -> str:
-    text = _TITLE.sub(lambda m: m[1] + "\n" + banner(record) + "\n", text, count=1)
+    """The page as readers see it: the banner under the title, one memory figure.
+
+    The banner shifts the lines below it, so a comment after it says which
+    source line comes next (:mod:`sourcemap` reads it to report problems in
+    the recipe's text at the recipe's own line).
+    """
+
+    def under_title(m: re.Match) -> str:
+        # From the label, a blank line, then the docstring from source line 1: the
+        # line after the underline is source line (lines in the match) - 1.
+        following = m[1].count("\n") - 1
+        return f"{m[1]}\n{banner(record)}\n.. {sourcemap.NEXT_LINE} {following}\n\n"
+
+    text = _TITLE.sub(under_title, text, count=1)
+    text = _ESTIMATED.sub("", text)
     extra = footer(record)
     if extra:
         text = _DOWNLOAD.sub(lambda m: extra + m[0], text, count=1)
@@ -75,7 +108,7 @@ def annotate(app, docname: str, source: list[str]) -> None:
     entry = records.recipe_entry(app.config.sphinx_gallery_conf, docname)
     if entry is None:
         return
-    path = records.record_path(entry["target_dir"], entry["name"])
+    path = records.record_path(entry)
     record = records.read_json(path)
     if record is None:
         return

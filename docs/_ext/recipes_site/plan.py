@@ -1,74 +1,229 @@
-"""Decide, before sphinx-gallery runs, what this build executes.
+"""Decide, before sphinx-gallery runs, what this build does with each recipe.
 
-For every recipe the planner picks one fate and tells sphinx-gallery through
-its public settings (``filename_pattern`` for what executes, ``ignore_pattern``
-for what cannot even be parsed):
+:func:`prepare` is a short sequence of steps: read every recipe, gather the
+facts about each one, let :func:`fate.decide` pick its fate, carry the fates
+out on disk, and tell sphinx-gallery through its public settings. Recipes
+that cannot even be parsed (not UTF-8, a syntax error, no title, a bad
+declaration) are kept out of the gallery (``ignore_pattern``); their page
+shows the error and the build fails at the end.
 
-* **invalid**: not UTF-8, a syntax error, no title, bad declarations. The
-  gallery skips it; its page is replaced by one that shows the error, so no
-  stale output survives, and the build fails at the end.
-* **skipped**: the host lacks what it declares (CUDA, GPUs, a package). Its page
-  shows the code and a note saying what it needs.
-* **execute**: selected by ``RECIPE``/``SHARD`` and stale, i.e. its staleness key
-  (source, torch version, device, requirements) differs from its last record.
-* **cached**: its last successful output is still valid: nothing runs.
-* **not-run**: not selected and no valid output: code only, with a note.
+Nothing executes in the Sphinx process: ``filename_pattern`` matches no file,
+and :mod:`recipes_site.executor` runs the recipes whose fate is ``execute``,
+each in a process of its own, before sphinx-gallery renders the gallery.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import re
-import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from sphinx.errors import ConfigError
 from sphinx.util import logging
 
-from . import meta, records, select
+from . import fate, layout, meta, records, select, store
 
 logger = logging.getLogger(__name__)
 
-# Files sphinx-gallery writes next to a generated page, by suffix.
-GENERATED_SUFFIXES = (
-    ".rst",
-    ".py",
-    ".ipynb",
-    ".zip",
-    ".py.md5",
-    ".rst.md5",
-    ".ipynb.md5",
-    ".codeobj.json",
-    ".cost.json",
-    records.RECORD_SUFFIX,
-)
+
+@dataclass
+class Context:
+    """What every step needs to know about this build."""
+
+    examples: Path  # recipes/
+    root: Path  # docs/recipes/
+    docs_prefix: str  # "recipes": gallery_dirs, the docnames' prefix
+    store: Path
+    executing: bool
+    host: meta.Host
+    device: str  # "cpu" or "cuda": the device kind recipe keys are made for
+    torch: str
+    settings: str
+    select: str
+    shard: tuple[int, int] | None
+    plan_file: str
+    build: str
 
 
-def _torch_version() -> str:
+def context(app) -> Context:
+    gconf = app.config.sphinx_gallery_conf
+    config = app.config
     try:
-        return importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError:
-        return "none"
+        shard = select.parse_shard(config.recipes_shard)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    executing = bool(gconf["plot_gallery"])
+    host = meta.Host.detect()
+    device = config.recipes_device or host.kind
+    if executing and device != host.kind:
+        raise ConfigError(
+            f"DEVICE={device} was asked for, but this machine runs recipes on {host.kind}"
+        )
+    return Context(
+        examples=(Path(app.srcdir) / gconf["examples_dirs"]).resolve(),
+        root=records.gallery_root(gconf),
+        docs_prefix=gconf["gallery_dirs"],
+        store=Path(app.confdir, config.recipes_store),
+        executing=executing,
+        host=host,
+        device=device,
+        torch=select.torch_release(),
+        settings=notebook_settings(gconf),
+        select=config.recipes_select,
+        shard=shard,
+        plan_file=config.recipes_plan,
+        build=uuid.uuid4().hex,
+    )
 
 
-def _durations(root: Path, timings_file: str) -> dict[str, float]:
-    """Last known run time of each recipe: from ``timings_file`` or the records."""
-    if timings_file and Path(timings_file).is_file():
-        data = records.read_json(Path(timings_file)) or {}
-        return {
-            r["recipe"]: r.get("seconds")
-            for r in data.get("recipes", [])
-            if r.get("status") == "executed"
+def notebook_settings(gallery_conf) -> str:
+    """The site settings that every generated page and notebook carries."""
+    return repr([gallery_conf.get(k) for k in ("first_notebook_cell", "last_notebook_cell")])
+
+
+def recipe_id(examples: Path, path: Path) -> str:
+    """``compile/graph_breaks`` for ``recipes/compile/graph_breaks.py``."""
+    return path.relative_to(examples).with_suffix("").as_posix()
+
+
+def read_recipes(examples: Path):
+    """Every recipe below ``examples``: (id -> RecipeMeta, id -> RecipeError)."""
+    valid, invalid = {}, {}
+    for path in meta.find_recipes(examples):
+        try:
+            valid[recipe_id(examples, path)] = meta.read_recipe(path)
+        except meta.RecipeError as exc:
+            invalid[recipe_id(examples, path)] = exc
+    return valid, invalid
+
+
+def recipe_key(examples: Path, m: meta.RecipeMeta, torch: str, device: str, settings: str) -> str:
+    rel = m.path.relative_to(examples).as_posix()
+    requires = [r.text for r in m.requires]
+    return select.staleness_key(rel, m.source_md5, torch, device, requires, settings)
+
+
+def new_entry(ctx: Context, rid: str, m: meta.RecipeMeta) -> dict:
+    rel = m.path.relative_to(ctx.examples)
+    requires = [r.text for r in m.requires]
+    return {
+        "id": rid,
+        "stem": m.path.stem,
+        "src": str(m.path),
+        "rel": rel.as_posix(),
+        "docname": f"{ctx.docs_prefix}/{rid}",
+        "target_dir": str(ctx.root / rel.parent),
+        "timeout": m.timeout,
+        "memory_limit": m.memory_limit,
+        "parallel": m.parallel,
+        "expected_warnings": list(m.expected_warnings),
+        "requires": requires,
+        "tags": list(m.tags),
+        "title": m.title,
+        "summary": m.summary,
+        "source_md5": m.source_md5,
+        "key": recipe_key(ctx.examples, m, ctx.torch, ctx.device, ctx.settings),
+    }
+
+
+def facts(ctx: Context, entry: dict, m: meta.RecipeMeta, selected: bool) -> fate.Facts:
+    old = records.read(entry) or {}
+    stored = store.get(ctx.store, entry["key"])
+    return fate.Facts(
+        key=entry["key"],
+        executing=ctx.executing,
+        selected=selected,
+        unmet=tuple(meta.unmet(m, ctx.host)) if ctx.executing else (),
+        old_status=old.get("status"),
+        old_key=old.get("key"),
+        output_current=layout.is_current(entry["target_dir"], entry["stem"]),
+        stored=stored and stored["status"],
+    )
+
+
+def selection(ctx: Context, entries: dict, recipes: dict) -> set[str]:
+    """The recipes this build may execute: ``RECIPE=``, then the plan or the shard."""
+    chosen = {rid for rid, e in entries.items() if select.matches(e["stem"], e["rel"], ctx.select)}
+    if ctx.plan_file:
+        return chosen & planned(ctx)
+    if ctx.shard:
+        known = recorded_durations(ctx.store, ctx.root)
+        stale = {
+            rid: known.get(rid)
+            for rid in chosen
+            if fate.decide(facts(ctx, entries[rid], recipes[rid], True)).name == "execute"
         }
+        return set(select.assign_shards(stale, ctx.shard[1])[ctx.shard[0] - 1])
+    return chosen
+
+
+def planned(ctx: Context) -> set[str]:
+    """This shard's recipes, from the plan file that ``make plan`` wrote."""
+    plan = records.read_json(Path(ctx.plan_file))
+    if plan is None:
+        raise ConfigError(f"PLAN={ctx.plan_file}: no such plan (run `make plan` first)")
+    if plan.get("device") and plan["device"] != ctx.device:
+        raise ConfigError(f"PLAN={ctx.plan_file} was made for {plan['device']}, not {ctx.device}")
+    if not ctx.shard or ctx.shard[1] != len(plan["shards"]):
+        raise ConfigError(
+            f"PLAN={ctx.plan_file} splits the recipes into {len(plan['shards'])} shards; "
+            f"give SHARD=i/{len(plan['shards'])}"
+        )
+    return set(plan["shards"][ctx.shard[0] - 1])
+
+
+def recorded_durations(store_root: Path, root: Path | None = None) -> dict[str, float]:
+    """Last known run time of each recipe, by id, from the store and the records
+    in ``root`` (unknown ones are left out)."""
     found = {}
-    for path in root.rglob(f"*{records.RECORD_SUFFIX}"):
-        rec = records.read_json(path) or {}
-        if rec.get("status") == "executed" and rec.get("seconds"):
-            found[rec["recipe"]] = rec["seconds"]
+    for entry in store.entries(store_root):
+        record = entry.get("record") or {}
+        if record.get("status") == "executed" and record.get("seconds"):
+            found[entry["recipe"]] = record["seconds"]
+    for path in Path(root).rglob(f"*{records.RECORD_SUFFIX}") if root else ():
+        record = records.read_json(path) or {}
+        if record.get("status") == "executed" and record.get("seconds"):
+            found[record["recipe"]] = record["seconds"]
     return found
 
 
-def _failure_page(error: meta.RecipeError, rel: str) -> str:
+def carry_out(ctx: Context, entry: dict, decided: fate.Fate) -> None:
+    """Make the files on disk match the recipe's fate."""
+    section, stem = Path(entry["target_dir"]), entry["stem"]
+    section.mkdir(parents=True, exist_ok=True)
+    entry["fate"] = decided.name
+    if decided.name == "execute":
+        layout.mark_stale(section, stem)
+        layout.remove_images(section, stem)
+    elif decided.name == "restore":
+        record = store.restore(ctx.store, entry["key"], section, stem)
+        records.write(entry, record)
+        if record["status"] != "executed":
+            layout.mark_stale(section, stem)
+    elif decided.name in ("skipped", "not-run"):
+        layout.mark_stale(section, stem)
+        record = placeholder(ctx, entry, decided.name, decided.reason)
+        records.write(entry, record)
+        if decided.name == "skipped":
+            store.put(ctx.store, entry["key"], entry["id"], section, stem, record)
+
+
+def placeholder(ctx: Context, entry: dict, status: str, reason: str) -> dict:
+    return records.new_record(
+        entry["id"],
+        entry["src"],
+        status,
+        entry["key"],
+        entry.get("source_md5", ""),
+        reason=reason,
+        torch=ctx.torch,
+        device=ctx.host.device,
+        build=ctx.build,
+    )
+
+
+def failure_page(error: meta.RecipeError, rel: str) -> str:
     title = f"Recipe {rel} could not be built"
     return (
         ":orphan:\n\n"
@@ -79,214 +234,86 @@ def _failure_page(error: meta.RecipeError, rel: str) -> str:
     )
 
 
-def _remove_generated(target_dir: Path, name: str, keep_record: bool = False) -> None:
-    for suffix in GENERATED_SUFFIXES:
-        if keep_record and suffix == records.RECORD_SUFFIX:
-            continue
-        (target_dir / f"{name}{suffix}").unlink(missing_ok=True)
+def invalid_entry(ctx: Context, rid: str, error: meta.RecipeError) -> dict:
+    """Replace whatever an invalid recipe had with a page that shows its error."""
+    path = Path(error.path)
+    rel = path.relative_to(ctx.examples).as_posix()
+    section = ctx.root / Path(rel).parent
+    section.mkdir(parents=True, exist_ok=True)
+    layout.remove(section, path.stem)
+    layout.page(section, path.stem).write_text(failure_page(error, rel), encoding="utf-8")
+    entry = {
+        "id": rid,
+        "stem": path.stem,
+        "src": str(path),
+        "rel": rel,
+        "docname": f"{ctx.docs_prefix}/{rid}",
+        "target_dir": str(section),
+        "fate": "invalid",
+        "key": "",
+        "tags": [],
+        "title": rid,
+    }
+    record = placeholder(ctx, entry, "failed", error.message)
+    records.write(entry, {**record, "error": error.as_dict()})
+    return entry
 
 
-def _prune_orphans(root: Path, known: set[str]) -> None:
-    """Delete generated pages whose recipe no longer exists (renamed or removed)."""
-    for rec_path in root.rglob(f"*{records.RECORD_SUFFIX}"):
-        name = rec_path.name[: -len(records.RECORD_SUFFIX)]
-        if name not in known:
-            _remove_generated(rec_path.parent, name)
-            for img in (rec_path.parent / "images").glob(f"sphx_glr_{name}_*"):
-                img.unlink()
-            for img in (rec_path.parent / "images" / "thumb").glob(f"sphx_glr_{name}_thumb.*"):
-                img.unlink()
+def prune_orphans(ctx: Context, known: set[str]) -> None:
+    """Delete generated files of recipes that no longer exist (renamed or removed)."""
+    for record_file in ctx.root.rglob(f"*{records.RECORD_SUFFIX}"):
+        section = record_file.parent
+        stem = record_file.name[: -len(records.RECORD_SUFFIX)]
+        rid = (section.relative_to(ctx.root) / stem).as_posix()
+        if rid not in known:
+            layout.remove(section, stem)
 
 
-def _regex_for(paths: list[Path]) -> str:
-    if not paths:
-        return r"(?!)"  # matches nothing
-    return "(" + "|".join(re.escape(str(p)) + "$" for p in paths) + ")"
+def configure_gallery(gconf, invalid: dict) -> None:
+    """Tell sphinx-gallery to render, never to execute, and to leave out invalid files."""
+    gconf["filename_pattern"] = r"(?!)"  # matches no file: children execute recipes
+    gconf["parallel"] = False
+    # sphinx-gallery matches ignore_pattern against file names. Files starting
+    # with "_" are helper modules that recipes import.
+    names = [re.escape(Path(e.path).name) for e in invalid.values()] + [r"_.*\.py"]
+    gconf["ignore_pattern"] = "^(" + "|".join(names) + ")$"
 
 
 def prepare(app) -> None:
-    gconf = app.config.sphinx_gallery_conf
+    """``builder-inited``: decide each recipe's fate, carry it out, write the manifest."""
+    ctx = context(app)
+    recipes, invalid = read_recipes(ctx.examples)
+    prune_orphans(ctx, set(recipes) | set(invalid))
+    entries = {rid: new_entry(ctx, rid, m) for rid, m in recipes.items()}
+    chosen = selection(ctx, entries, recipes)
+    for rid, entry in entries.items():
+        decided = fate.decide(facts(ctx, entry, recipes[rid], rid in chosen))
+        carry_out(ctx, entry, decided)
+    for rid, error in invalid.items():
+        entries[rid] = invalid_entry(ctx, rid, error)
+    configure_gallery(app.config.sphinx_gallery_conf, invalid)
+    write_manifest(app, ctx, entries)
+
+
+def write_manifest(app, ctx: Context, entries: dict) -> None:
+    counts: dict[str, int] = {}
+    for entry in entries.values():
+        counts[entry["fate"]] = counts.get(entry["fate"], 0) + 1
     config = app.config
-    src_dir = Path(app.srcdir)
-    examples = (src_dir / gconf["examples_dirs"]).resolve()
-    root = records.gallery_root(gconf)
-    root.mkdir(parents=True, exist_ok=True)
-    execute = bool(gconf["plot_gallery"])
-    try:
-        shard = select.parse_shard(config.recipes_shard)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-
-    host = meta.Host.detect() if execute else None
-    torch_version = _torch_version()
-    strict = bool(config.recipes_strict)
-
-    valid: dict[str, meta.RecipeMeta] = {}
-    invalid: dict[str, meta.RecipeError] = {}
-    paths = meta.find_recipes(examples)
-    seen: dict[str, Path] = {}
-    for path in paths:
-        try:
-            if path.stem in seen:
-                raise meta.RecipeError(
-                    path,
-                    1,
-                    f"a recipe named {path.stem!r} already exists "
-                    f"at {seen[path.stem]}; recipe names must be unique",
-                )
-            seen[path.stem] = path
-            valid[path.stem] = meta.read_recipe(path)
-        except meta.RecipeError as exc:
-            invalid[path.stem] = exc
-
-    _prune_orphans(root, {p.stem for p in paths})
-
-    shard_names = None
-    if shard:
-        durations = _durations(root, config.recipes_timings)
-        runnable = {
-            n: durations.get(n) for n, m in valid.items() if not (host and meta.unmet(m, host))
-        }
-        shard_names = set(select.assign_shards(runnable, shard[1])[shard[0] - 1])
-
-    settings = repr([gconf.get(k) for k in ("first_notebook_cell", "last_notebook_cell")])
-    entries, to_execute, plan_counts = {}, [], {}
-    build_started = time.time()
-    for name, m in valid.items():
-        rel = m.path.relative_to(examples)
-        target_dir = root / rel.parent
-        target_dir.mkdir(parents=True, exist_ok=True)
-        device = host.device if host else "none"
-        key = select.staleness_key(
-            m.source_md5, torch_version, device, [r.text for r in m.requires], settings
-        )
-        entry = {
-            "name": name,
-            "src": str(m.path),
-            "rel": rel.as_posix(),
-            "docname": (Path(gconf["gallery_dirs"]) / rel.with_suffix("")).as_posix(),
-            "target_dir": str(target_dir),
-            "timeout": m.timeout,
-            "expected_warnings": list(m.expected_warnings),
-            "requires": [r.text for r in m.requires],
-            "tags": list(m.tags),
-            "title": m.title,
-            "summary": m.summary,
-            "source_md5": m.source_md5,
-            "key": key,
-        }
-        entries[name] = entry
-        old = records.read(target_dir, name)
-        md5_file = target_dir / f"{name}.py.md5"
-        selected = select.matches(name, rel.as_posix(), config.recipes_select) and (
-            shard_names is None or name in shard_names
-        )
-        reasons = meta.unmet(m, host) if host else []
-
-        if not execute:
-            # Keep output made from this very source (by an earlier build or a shard).
-            same_source = bool(old) and old.get("source_md5") == m.source_md5
-            if same_source and old["status"] == "executed" and md5_file.exists():
-                fate = "cached"
-            elif same_source and old["status"] == "skipped":
-                fate = "skipped"
-            else:
-                fate = "not-run"
-            if fate == "not-run":
-                records.write(
-                    target_dir,
-                    name,
-                    _placeholder(entry, "not-run", "built without executing recipes (html-noplot)"),
-                )
-        elif reasons:
-            fate = "skipped"
-            md5_file.unlink(missing_ok=True)
-            records.write(target_dir, name, _placeholder(entry, "skipped", "; ".join(reasons)))
-        elif selected:
-            current = old and old.get("key") == key and old.get("status") == "executed"
-            if current and md5_file.exists():
-                fate = "cached"
-            else:
-                fate = "execute"
-                md5_file.unlink(missing_ok=True)
-                to_execute.append(m.path)
-        else:
-            if old and old.get("status") == "executed" and md5_file.exists():
-                fate = "cached"
-            else:
-                fate = "not-run"
-                why = "not selected for execution in this build"
-                records.write(target_dir, name, _placeholder(entry, "not-run", why))
-        entry["fate"] = fate
-        plan_counts[fate] = plan_counts.get(fate, 0) + 1
-
-    for name, error in invalid.items():
-        path = Path(error.path)
-        rel = path.relative_to(examples)
-        target_dir = root / rel.parent
-        target_dir.mkdir(parents=True, exist_ok=True)
-        _remove_generated(target_dir, name)
-        page = target_dir / f"{name}.rst"
-        page.write_text(_failure_page(error, rel.as_posix()), encoding="utf-8")
-        entries[name] = {
-            "name": name,
-            "src": str(path),
-            "rel": rel.as_posix(),
-            "docname": (Path(gconf["gallery_dirs"]) / rel.with_suffix("")).as_posix(),
-            "target_dir": str(target_dir),
-            "fate": "invalid",
-            "key": "",
-            "timeout": 0,
-            "expected_warnings": [],
-            "requires": [],
-            "tags": [],
-            "title": name,
-        }
-        records.write(
-            target_dir,
-            name,
-            {**_placeholder(entries[name], "failed", error.message), "error": error.as_dict()},
-        )
-        plan_counts["invalid"] = plan_counts.get("invalid", 0) + 1
-
-    gconf["filename_pattern"] = _regex_for(to_execute)
-    # sphinx-gallery matches ignore_pattern against file names (which are unique
-    # here). Files starting with "_" are helper modules that recipes import.
-    ignored = [re.escape(Path(e.path).name) for e in invalid.values()] + [r"_.*\.py"]
-    gconf["ignore_pattern"] = "^(" + "|".join(ignored) + ")$"
-    jobs = int(config.recipes_jobs)
-    gconf["parallel"] = jobs if jobs > 1 and len(to_execute) > 1 else False
-
-    records.write_manifest(
-        root,
-        {
-            "recipes": entries,
-            "strict": strict,
-            "require_all": bool(config.recipes_require_all),
-            "isolate": bool(config.recipes_isolate),
-            "jobs": jobs,
-            "execute": execute,
-            "host": host.device if host else "none",
-            "plan": plan_counts,
-            "torch": torch_version,
-        },
-        started=build_started,
-    )
-    summary = ", ".join(f"{n} {fate}" for fate, n in sorted(plan_counts.items()))
+    manifest = {
+        "recipes": dict(sorted(entries.items())),
+        "strict": bool(config.recipes_strict),
+        "require_all": bool(config.recipes_require_all),
+        "isolate": bool(config.recipes_isolate),
+        "jobs": int(config.recipes_jobs),
+        "memory_limit": config.recipes_memory_limit,
+        "execute": ctx.executing,
+        "host": ctx.host.device,
+        "device": ctx.device,
+        "plan": counts,
+        "torch": ctx.torch,
+        "store": str(ctx.store),
+    }
+    records.write_manifest(ctx.root, manifest, ctx.build)
+    summary = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
     logger.info(f"[recipes] plan: {summary}")
-    if shard:
-        logger.info(
-            f"[recipes] shard {shard[0]}/{shard[1]}: {', '.join(sorted(shard_names)) or '-'}"
-        )
-
-
-def _placeholder(entry: dict, status: str, reason: str) -> dict:
-    return records.new_record(
-        entry["name"],
-        entry["src"],
-        status,
-        entry["key"],
-        entry.get("source_md5", ""),
-        reason=reason,
-        torch=_torch_version(),
-    )

@@ -1,22 +1,29 @@
 """Files that carry facts about recipes between processes and builds.
 
-* The *manifest* (``<gallery>/.recipes-manifest.json``) is written by the Sphinx
-  main process before the gallery runs; worker processes read it to learn each
-  recipe's time limit, expected warnings and staleness key.
-* A *record* (``<gallery>/<section>/<name>.record.json``) is written after a
-  recipe runs, or by the planner when it decides not to run it. It sits next to
-  the generated page, so it is cached, sharded and merged with it.
+* The *manifest* (``<gallery>/.recipes-manifest.json``) is written by the
+  planner before anything executes: every recipe, by its id (its path below
+  ``recipes/`` without ``.py``: ``compile/graph_breaks``), with its fate in
+  this build, its staleness key and what it declares.
+* The *build file* (``<gallery>/.recipes-build.json``) holds this build's id.
+  Every record written by this build carries it, so "ran in this build" is a
+  fact, not a guess from file times.
+* A *record* (``<gallery>/<section>/<stem>.record.json``) says how the recipe
+  last ran (or why it did not). It sits next to the generated page, so it is
+  stored, restored and merged with it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from pathlib import Path
 
+from . import layout
+
 MANIFEST = ".recipes-manifest.json"
 BUILD_INFO = ".recipes-build.json"
-RECORD_SUFFIX = ".record.json"
+RECORD_SUFFIX = layout.RECORD
 
 _manifest_cache: dict[str, tuple[float, dict]] = {}
 
@@ -38,23 +45,23 @@ def write_json(path: Path, data) -> None:
 
 def read_json(path: Path):
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
 
-def write_manifest(root: Path, manifest: dict, started: float) -> None:
+def write_manifest(root: Path, manifest: dict, build: str) -> None:
     """Write the manifest only when it changes (pages that list recipes depend
-    on it, and Sphinx re-reads them when it is touched), and the build's start
-    time on its own."""
+    on it, and Sphinx re-reads them when it is touched), and this build's id
+    on its own."""
     path = root / MANIFEST
     if read_json(path) != json.loads(json.dumps(manifest)):
         write_json(path, manifest)
-    write_json(root / BUILD_INFO, {"started": started})
+    write_json(root / BUILD_INFO, {"build": build})
 
 
-def build_started(root: Path) -> float:
-    return (read_json(root / BUILD_INFO) or {}).get("started", 0.0)
+def build_id(root: Path) -> str:
+    return (read_json(root / BUILD_INFO) or {}).get("build", "")
 
 
 def read_manifest(root: Path) -> dict:
@@ -68,12 +75,10 @@ def read_manifest(root: Path) -> dict:
     return data
 
 
-def new_record(name: str, src: str, status: str, key: str, source_md5: str, **fields) -> dict:
+def new_record(recipe: str, src: str, status: str, key: str, source_md5: str, **fields) -> dict:
     """A recipe's record with every field present; ``fields`` override the defaults."""
-    import datetime as dt
-
     record = {
-        "recipe": name,
+        "recipe": recipe,
         "src": src,
         "status": status,
         "reason": "",
@@ -84,10 +89,13 @@ def new_record(name: str, src: str, status: str, key: str, source_md5: str, **fi
         "torch": "",
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
         "error": None,
+        "traceback": "",
         "warnings": [],
-        "leaks": [],
+        "notes": [],
+        "files_written": [],
         "key": key,
         "source_md5": source_md5,
+        "build": "",
     }
     record.update(fields)
     return record
@@ -108,18 +116,18 @@ def recipe_entry(gallery_conf, docname: str) -> dict | None:
     return None
 
 
-def thumbnail(entry: dict) -> Path:
-    """Where sphinx-gallery puts the card thumbnail of a recipe."""
-    return Path(entry["target_dir"]) / "images" / "thumb" / f"sphx_glr_{entry['name']}_thumb.png"
+def thumbnail(entry: dict) -> Path | None:
+    """The card thumbnail sphinx-gallery wrote for a recipe, if any."""
+    return layout.thumbnail(entry["target_dir"], entry["stem"])
 
 
-def record_path(target_dir: Path | str, name: str) -> Path:
-    return Path(target_dir) / f"{name}{RECORD_SUFFIX}"
+def record_path(entry: dict) -> Path:
+    return layout.record(entry["target_dir"], entry["stem"])
 
 
-def write(target_dir: Path | str, name: str, record: dict) -> None:
-    write_json(record_path(target_dir, name), record)
+def write(entry: dict, record: dict) -> None:
+    write_json(record_path(entry), record)
 
 
-def read(target_dir: Path | str, name: str) -> dict | None:
-    return read_json(record_path(target_dir, name))
+def read(entry: dict) -> dict | None:
+    return read_json(record_path(entry))

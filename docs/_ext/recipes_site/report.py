@@ -1,12 +1,21 @@
-"""The end-of-build summary and ``timings.json``."""
+"""The end-of-build summary and ``timings.json``.
+
+Every problem is reported once, as ``file:line: ERROR: ...`` for what fails
+the build and as a ``note:`` line for what does not (``STRICT=1`` makes the
+notes that point at a recipe's own doing fatal too). A failed recipe's
+traceback, limited to the recipe's own frames, follows its error line.
+"""
 
 from __future__ import annotations
 
+import logging as stdlib_logging
+import textwrap
 from pathlib import Path
 
 from sphinx.util import logging
 
-from . import records
+from . import records, sourcemap
+from .sourcemap import shown_path
 
 logger = logging.getLogger(__name__)
 
@@ -20,138 +29,165 @@ TIMINGS_FIELDS = (
     "torch",
     "date",
 )
+FAILED = ("failed", "timed-out", "crashed")
+LABELS = {"failed": "recipe failed", "timed-out": "recipe timed out", "crashed": "recipe crashed"}
 
 
-def collect(manifest: dict, started: float = float("inf")) -> list[dict]:
-    """One row per recipe: its record, plus where it lives and whether it ran now
-    (its record was written after ``started``, the start of this build)."""
+def collect(manifest: dict, build: str = "") -> list[dict]:
+    """One row per recipe: its record, where it lives, and whether this build ran it."""
     rows = []
-    for name, entry in sorted(manifest["recipes"].items()):
-        path = records.record_path(entry["target_dir"], name)
-        record = records.read_json(path) or {
-            "recipe": name,
-            "status": "failed",
-            "error": {"file": entry["src"], "line": 0, "message": "no record was written"},
-        }
-        fresh = path.exists() and path.stat().st_mtime >= started - 1
-        ran_now = entry.get("fate") == "execute" and fresh
+    for rid, entry in sorted(manifest["recipes"].items()):
+        record = records.read(entry) or records.new_record(
+            rid, entry["src"], "failed", entry.get("key", ""), "", reason="no record was written"
+        )
         rows.append(
             {
                 **record,
+                "recipe": rid,
                 "path": entry["rel"],
                 "docname": entry["docname"],
-                "ran_in_this_build": bool(ran_now),
                 "fate": entry.get("fate"),
+                "ran_in_this_build": bool(build)
+                and record.get("build") == build
+                and entry.get("fate") == "execute",
             }
         )
     return rows
 
 
-def problems(
-    rows: list[dict], strict: bool, outputs: dict[str, bool], require_all: bool = False
-) -> tuple[list, list[str]]:
+def error_text(row: dict) -> str:
+    err = row.get("error") or {}
+    message = err.get("message") or row.get("reason") or ""
+    if message.startswith("recipe "):
+        return message
+    return f"{LABELS.get(row['status'], 'recipe failed')}: {message}"
+
+
+def _details(row: dict) -> str:
+    lines = []
+    if row.get("traceback"):
+        lines += ["Traceback (the recipe's own frames):", *row["traceback"].splitlines()]
+    if row.get("log_tail"):
+        lines += ["Last lines it wrote outside Python:", *row["log_tail"]]
+    return textwrap.indent("\n".join(lines), "    ") if lines else ""
+
+
+def _failure(row: dict, require_all: bool):
+    """(message, where) if the recipe's state fails the build, else None."""
+    err = row.get("error") or {}
+    where = (err.get("file") or row["src"], err.get("line") or 1)
+    status = row["status"]
+    if require_all and status not in ("executed", "skipped"):
+        return (f"recipe has no output for its current source in the store ({status})", where)
+    if row.get("fate") == "execute" and not row["ran_in_this_build"]:
+        return ("recipe was planned to execute, but this build wrote no record of it", where)
+    if status in FAILED:
+        details = _details(row)
+        return (error_text(row) + ("\n" + details if details else ""), where)
+    return None
+
+
+def _own_doing(row: dict) -> list[tuple[str, tuple]]:
+    """Problems that are the recipe's doing but do not stop it: (text, where)."""
+    found = []
+    if row["status"] == "needs-cuda":
+        err = row.get("error") or {}
+        found.append((f"recipe needs CUDA: {err.get('message', '')}", (err["file"], err["line"])))
+    for w in row.get("warnings", []):
+        if not w.get("expected"):
+            text = f"drift warning while running {row['path']}: {w['category']}: "
+            text += w["message"].splitlines()[0]
+            found.append((text, (w["file"], w["line"])))
+    if row.get("files_written"):
+        files = ", ".join(row["files_written"][:10])
+        found.append((f"recipe wrote into the source tree: {files}", (row["src"], 1)))
+    return found
+
+
+def problems(rows: list[dict], strict: bool, require_all: bool = False) -> tuple[list, list[str]]:
     """(fatal, notes): problems as (message, (file, line)), and informative lines."""
     fatal, notes = [], []
     for row in rows:
-        err = row.get("error") or {}
-        where = (err.get("file", row["src"]), err.get("line") or 1)
-        status = row["status"]
-        if require_all and status not in ("executed", "skipped"):
-            fatal.append((f"recipe was not executed by any shard ({status})", (row["src"], 1)))
-            continue
-        if status in ("failed", "timed-out"):
-            label = "recipe timed out" if status == "timed-out" else "recipe failed"
-            fatal.append((f"{label}: {err.get('message', row.get('reason', ''))}", where))
-        elif status == "needs-cuda":
+        failure = _failure(row, require_all)
+        if failure:
+            fatal.append(failure)
+        for text, where in _own_doing(row):
             if strict:
-                fatal.append((f"recipe needs CUDA: {err.get('message', '')}", where))
+                fatal.append((text, where))
             else:
-                notes.append(f"needs CUDA: {where[0]}:{where[1]}: {err.get('message', '')}")
-        elif status == "executed" and row["ran_in_this_build"]:
-            if row["seconds"] <= 0:
-                fatal.append(("recipe executed but its run time was 0 s", (row["src"], 1)))
-            if not outputs.get(row["recipe"], True):
-                fatal.append(
-                    ("recipe executed but printed nothing and drew nothing", (row["src"], 1))
-                )
-        for w in row.get("warnings", []):
-            if w.get("expected"):
-                continue
-            text = f"{w['category']}: {w['message'].splitlines()[0]}"
-            if strict:
-                fatal.append(
-                    (f"drift warning while running {row['path']}: {text}", (w["file"], w["line"]))
-                )
-            else:
-                notes.append(f"drift: {row['path']}: {w['file']}:{w['line']}: {text}")
-        for leak in row.get("leaks", []):
-            notes.append(f"state reset after {row['src']}: {leak}")
+                notes.append(f"{shown_path(where[0])}:{where[1]}: {text}")
+        notes += [f"{shown_path(row['src'])}: {note}" for note in row.get("notes", [])]
     return fatal, notes
 
 
-def has_output(rst_path: Path) -> bool:
-    try:
-        text = rst_path.read_text(encoding="utf-8")
-    except OSError:
-        return True
-    return (
-        "sphx-glr-script-out" in text
-        or "sphx-glr-single-img" in text
-        or "sphx-glr-multi-img" in text
+def write_timings(app, manifest: dict, rows: list[dict]) -> None:
+    root = records.gallery_root(app.config.sphinx_gallery_conf)
+    out = Path(app.outdir) / Path(root).relative_to(app.srcdir) / "timings.json"
+    records.write_json(
+        out,
+        {
+            "torch": manifest["torch"],
+            "host": manifest["host"],
+            "recipes": [
+                {
+                    **{k: r.get(k) for k in TIMINGS_FIELDS},
+                    "path": r["path"],
+                    "ran_in_this_build": r["ran_in_this_build"],
+                    "files_written": r.get("files_written", []),
+                }
+                for r in rows
+            ],
+        },
     )
 
 
-def summarize(app, exception) -> None:
-    if exception is not None:
-        return
-    root = records.gallery_root(app.config.sphinx_gallery_conf)
-    manifest = records.read_manifest(root)
-    rows = collect(manifest, records.build_started(root))
-    outputs = {
-        r["recipe"]: has_output(
-            Path(manifest["recipes"][r["recipe"]]["target_dir"], f"{r['recipe']}.rst")
-        )
-        for r in rows
-        if r["ran_in_this_build"]
-    }
-    fatal, notes = problems(rows, manifest["strict"], outputs, manifest.get("require_all", False))
-
-    if app.builder.format == "html":
-        out = Path(app.outdir) / Path(root).relative_to(app.srcdir) / "timings.json"
-        records.write_json(
-            out,
-            {
-                "torch": manifest["torch"],
-                "host": manifest["host"],
-                "recipes": [
-                    {
-                        **{k: r.get(k) for k in TIMINGS_FIELDS},
-                        "path": r["path"],
-                        "ran_in_this_build": r["ran_in_this_build"],
-                    }
-                    for r in rows
-                ],
-            },
-        )
-
-    executed = sum(r["ran_in_this_build"] for r in rows)
+def table(rows: list[dict]) -> list[str]:
+    ran = sum(r["ran_in_this_build"] for r in rows)
     width = max((len(r["path"]) for r in rows), default=10)
     lines = [
-        f"[recipes] {executed} ran in this build, "
-        f"{sum(r['fate'] == 'cached' for r in rows)} cached, "
+        f"[recipes] {ran} ran in this build, "
+        f"{sum(r['fate'] in ('cached', 'restore') for r in rows)} cached, "
         f"{sum(r['status'] == 'skipped' for r in rows)} skipped, "
-        f"{sum(r['status'] in ('failed', 'timed-out') for r in rows)} failed"
+        f"{sum(r['status'] in FAILED for r in rows)} failed"
     ]
     for r in rows:
         mark = "ran" if r["ran_in_this_build"] else r.get("fate", "")
         lines.append(
-            f"  {r['path']:<{width}}  {r['status']:<10} {r.get('seconds', 0):>7.2f} s  "
-            f"{r.get('peak_rss_mb', 0):>6.0f} MB  {mark}"
+            f"  {r['path']:<{width}}  {r['status']:<10} {r.get('seconds') or 0:>7.2f} s  "
+            f"{r.get('peak_rss_mb') or 0:>6.0f} MB  {mark}"
         )
+    return lines
+
+
+class _GallerySummary(stdlib_logging.Filter):
+    """Drops sphinx-gallery's own end-of-build summary: it counts what sphinx-gallery
+    executed in this process (nothing; the recipes run in processes of their own)
+    and repeats its file patterns. :func:`summarize` reports what really ran."""
+
+    def filter(self, record) -> bool:
+        return not str(record.msg).lstrip().startswith("Sphinx-Gallery successfully executed")
+
+
+def quiet(app) -> None:
+    for handler in stdlib_logging.getLogger("sphinx").handlers:
+        handler.addFilter(_GallerySummary())
+
+
+def summarize(app, exception) -> None:
+    """``build-finished``: timings.json, the summary, and a non-zero exit for failures."""
+    if exception is not None:
+        return
+    root = records.gallery_root(app.config.sphinx_gallery_conf)
+    manifest = records.read_manifest(root)
+    rows = collect(manifest, records.build_id(root))
+    fatal, notes = problems(rows, manifest["strict"], manifest.get("require_all", False))
+    write_timings(app, manifest, rows)
+    lines = table(rows)
+    lines += [f"  text problem: {p}" for p in sourcemap.problems(app)]
     lines += [f"  note: {n}" for n in notes]
     logger.info("\n".join(lines))
     for text, location in fatal:
-        logger.error(text, location=f"{location[0]}:{location[1]}")
+        logger.error(text, location=f"{shown_path(location[0])}:{location[1]}")
     if fatal:
         # Exit non-zero without discarding Sphinx's environment, so that the
         # next build stays incremental.

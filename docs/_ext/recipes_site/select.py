@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import heapq
+import importlib.metadata
 
 DEFAULT_SECONDS = 30.0
 
@@ -55,13 +56,32 @@ def assign_shards(durations: dict[str, float | None], count: int) -> list[list[s
     return [sorted(s) for s in shards]
 
 
-def staleness_key(
-    source_md5: str, torch_version: str, device: str, requires: list[str], settings: str = ""
-) -> str:
-    """What a recipe's output depends on besides its text.
+def torch_release() -> str:
+    """The installed torch's version without its build tag: ``2.13.0+cpu`` -> ``2.13.0``.
 
-    ``settings`` stands for the site settings that shape every generated page
-    and notebook (such as the notebooks' first cell): changing them re-executes.
+    CPU and CUDA builds of one release run the same recipe code; the device
+    kind is a part of the key of its own.
     """
-    parts = [source_md5, torch_version, device, ",".join(sorted(requires)), settings]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    try:
+        return importlib.metadata.version("torch").split("+")[0]
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+def staleness_key(
+    rel: str,
+    source_md5: str,
+    torch_version: str,
+    device: str,
+    requires: list[str],
+    settings: str = "",
+) -> str:
+    """What a recipe's output depends on: the key of its output in the store.
+
+    ``rel`` is the recipe's path below ``recipes/`` (pages name their images by
+    it), ``device`` the device kind (``cpu`` or ``cuda``), and ``settings`` the
+    site settings that shape every generated page and notebook (such as the
+    notebooks' first cell).
+    """
+    parts = [rel, source_md5, torch_version, device, ",".join(sorted(requires)), settings]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]

@@ -1,0 +1,471 @@
+"""What happens inside the process that executes one recipe.
+
+:mod:`recipes_site.executor` forks this process from a warm parent (torch and
+its compile stack already imported) and calls :func:`main`. The child:
+
+* starts a process group of its own, so that the parent can stop it and
+  everything it started with one signal;
+* sends its C-level output and fatal-error tracebacks (:mod:`faulthandler`)
+  to a log file, and notes each code cell as it starts, so that the parent
+  can say where a recipe that crashed or hung was;
+* generates the page through sphinx-gallery's own per-file function, with
+  :class:`BlockRunner` (sphinx-gallery's ``show_memory`` hook) timing each
+  code cell with CUDA synchronised, taking peak memory, and classifying the
+  exception that ends a recipe;
+* bounds what each cell printed, writes its result for the parent, and then
+  ends like a script does, waiting for the threads the recipe left running.
+  The parent gives it a few seconds for that.
+
+Whatever the recipe changed (modes, flags, threads, patched builtins,
+loggers, open files) ends with this process.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import logging
+import os
+import random
+import re
+import signal
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import outputs
+
+# Messages PyTorch raises when a recipe asks for CUDA on a machine without it.
+_NO_CUDA = re.compile(
+    r"Torch not compiled with CUDA enabled|Found no NVIDIA driver|No CUDA GPUs are available"
+    r"|no CUDA-capable device|CUDA driver initialization failed|cuda(?:Get)?DeviceCount"
+    r"|Cannot access accelerator device when none is available"
+    r"|Tried to instantiate dummy base class|requires CUDA support|has no attribute '_cuda_",
+    re.I,
+)
+_DRIFT = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+EXIT_GRACE = 5.0  # seconds the parent waits, after the result, for the process to end
+TIME_LIMIT_SIGNAL = signal.SIGTERM  # the parent's first, polite, stop
+DUMP_SIGNAL = signal.SIGUSR1  # the parent asks for every thread's traceback
+
+
+class RecipeTimeout(Exception):
+    """Raised inside a recipe that ran past its time limit."""
+
+
+class RecipeExit(Exception):
+    """A recipe called ``sys.exit``; the rest of it is not executed."""
+
+
+class RecipeInterrupted(Exception):
+    """A recipe raised KeyboardInterrupt (or received SIGINT)."""
+
+
+@dataclass
+class Run:
+    """Everything measured while one recipe executes."""
+
+    src: str
+    timeout: float
+    expected_warnings: tuple[str, ...] = ()
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    peak_cuda_mb: float = 0.0
+    in_block: bool = False
+    expired: bool = False
+    error: dict | None = None
+    traceback: str = ""
+    status: str = "executed"
+    warnings: list[dict] = field(default_factory=list)
+    sphinx_warnings: list[dict] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)
+
+
+_current: Run | None = None
+_log = None  # the log file faulthandler writes to: open until the process ends
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def peak_rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reset_peak_rss() -> None:
+    try:  # Linux: writing 5 resets the peak resident set size of this process
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _cuda_in_use():
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda
+    return None
+
+
+class BlockRunner:
+    """sphinx-gallery ``show_memory`` hook: ``BlockRunner()(func)`` runs one code block.
+
+    An instance rather than a function, so that Sphinx can cache the
+    configuration that holds it (Sphinx does not pickle functions).
+    """
+
+    def __call__(self, func):
+        return run_block(func)
+
+    # Equal and printed the same across builds, so that Sphinx sees an unchanged
+    # configuration (it hashes the config's text to decide whether to rewrite
+    # every page).
+    def __eq__(self, other):
+        return isinstance(other, BlockRunner)
+
+    def __repr__(self):
+        return f"{__name__}.BlockRunner()"
+
+    __hash__ = object.__hash__
+
+
+def run_block(func):
+    """Execute one code block of the current recipe and measure it."""
+    run = _current
+    if run is None:
+        return 0.0, func()
+    if run.expired:
+        exc = RecipeTimeout(f"ran past its time limit of {run.timeout:g} s")
+        _classify(run, exc)
+        raise exc
+    start = time.perf_counter()
+    run.in_block = True
+    try:
+        result = func()
+        cuda = _cuda_in_use()
+        if cuda:
+            cuda.synchronize()
+    except SystemExit as exc:
+        # Reported where sys.exit() was called, not where the page was made.
+        stop = RecipeExit(f"the recipe called sys.exit({exc.code!r})")
+        raise _classify(run, exc, stop) from None
+    except KeyboardInterrupt as exc:
+        stop = RecipeInterrupted("the recipe was interrupted (KeyboardInterrupt)")
+        raise _classify(run, exc, stop) from None
+    except Exception as exc:
+        _classify(run, exc)
+        raise
+    finally:
+        run.in_block = False
+        run.seconds += time.perf_counter() - start
+    peak = peak_rss_mb()
+    run.peak_rss_mb = max(run.peak_rss_mb, peak)
+    cuda = _cuda_in_use()
+    if cuda:
+        run.peak_cuda_mb = max(run.peak_cuda_mb, cuda.max_memory_allocated() / 2**20)
+    return peak, result
+
+
+def _classify(run: Run, exc: BaseException, replacement: Exception | None = None):
+    """Note why the recipe stopped; return ``replacement`` (what sphinx-gallery shows)."""
+    folder = str(Path(run.src).parent) + os.sep
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if f.filename == run.src or f.filename.startswith(folder)
+    ]
+    mine = [f for f in frames if f.filename == run.src]
+    if replacement is not None:
+        message = str(replacement)
+    else:
+        message = f"{type(exc).__name__}: {exc}".strip()
+    if isinstance(exc, RecipeTimeout) or run.expired:
+        run.status = "timed-out"
+    elif _needs_cuda(exc):
+        run.status = "needs-cuda"
+    else:
+        run.status = "failed"
+    run.error = {
+        "file": run.src,
+        "line": mine[-1].lineno if mine else 1,
+        "message": message.splitlines()[0],
+    }
+    run.traceback = "".join(
+        traceback.format_list(frames) + traceback.format_exception_only(type(exc), exc)
+    ).rstrip()
+    if replacement is not None:
+        replacement.__traceback__ = exc.__traceback__
+    return replacement
+
+
+def _needs_cuda(exc: BaseException) -> bool:
+    torch = sys.modules.get("torch")
+    if torch is None or torch.cuda.is_available():
+        return False
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if _NO_CUDA.search(str(exc)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+# --------------------------------------------------------------------------- signals and events
+
+
+def _on_time_limit(signum, frame):
+    run = _current
+    if run is None:
+        return
+    run.expired = True
+    if run.in_block:
+        raise RecipeTimeout(f"ran past its time limit of {run.timeout:g} s")
+
+
+class _Events:
+    """Audit hook: note each code cell of the recipe as it starts, and files it writes."""
+
+    def __init__(self, watched: str, ignored: list[str]):
+        self.watched = watched.rstrip(os.sep) + os.sep
+        self.ignored = tuple(i.rstrip(os.sep) + os.sep for i in ignored)
+        self.file = None
+        self.src = None
+
+    def follow(self, spec: dict) -> None:
+        if self.file is not None:
+            self.file.close()
+        self.file = open(spec["events"], "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+        self.src = spec["src"]
+
+    def __call__(self, event: str, args) -> None:
+        if event == "exec":
+            code = args[0]
+            if self.file is not None and getattr(code, "co_filename", None) == self.src:
+                # Any line of the cell will do: the parent maps it to the cell's start.
+                lines = [line for _, _, line in code.co_lines() if line]
+                self.file.write(f"cell {max(lines) if lines else 1}\n")
+        elif event == "open":
+            path, mode, flags = args
+            if isinstance(path, (str, bytes, os.PathLike)) and _writes(mode, flags):
+                self._touched(path)
+        elif event in ("os.remove", "os.rename", "os.mkdir", "os.rmdir", "shutil.rmtree"):
+            for path in args[:2] if event == "os.rename" else args[:1]:
+                self._touched(path)
+
+    def _touched(self, path) -> None:
+        try:
+            full = os.path.abspath(os.fsdecode(path))
+        except (TypeError, ValueError):
+            return
+        if full.startswith(self.watched) and not full.startswith(self.ignored):
+            if _current is not None:
+                _current.touched.add(full)
+
+
+def _writes(mode, flags) -> bool:
+    if isinstance(mode, str):
+        return any(c in mode for c in "wax+")
+    writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+    return isinstance(flags, int) and bool(flags & writing)
+
+
+# --------------------------------------------------------------------------- warnings and logs
+
+
+def _recording_formatwarning(original):
+    def formatwarning(message, category, filename, lineno, line=None):
+        run = _current
+        if run is not None and issubclass(category, _DRIFT):
+            entry = {
+                "category": category.__name__,
+                "message": str(message).strip(),
+                "file": filename,
+                "line": lineno,
+            }
+            text = f"{entry['category']}: {entry['message']}"
+            entry["expected"] = any(re.search(p, text) for p in run.expected_warnings)
+            if entry not in run.warnings:
+                run.warnings.append(entry)
+        return original(message, category, filename, lineno, line)
+
+    return formatwarning
+
+
+class _SphinxWarnings(logging.Handler):
+    """Keeps the warnings sphinx-gallery logs in this process, for the parent to log
+    again (Sphinx counts and filters them there)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+
+    def emit(self, record) -> None:
+        if _current is None:
+            return
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string must not end the recipe
+            message = str(record.msg)
+        location = getattr(record, "location", None)
+        _current.sphinx_warnings.append(
+            {
+                "level": record.levelname,
+                "message": re.sub(r"\x1b\[[0-9;]*m", "", message),
+                "type": getattr(record, "type", None),
+                "subtype": getattr(record, "subtype", None),
+                "location": location if isinstance(location, str) else None,
+            }
+        )
+
+
+# --------------------------------------------------------------------------- the child
+
+
+def seed_everything(seed: int = 0) -> None:
+    random.seed(seed)
+    _torch().manual_seed(seed)
+    try:
+        import numpy
+
+        numpy.random.seed(seed)
+    except ImportError:  # pragma: no cover - numpy ships with the build requirements
+        pass
+
+
+def _detach(spec: dict):
+    """Own process group; C-level output and fatal tracebacks into the job's log."""
+    os.setsid()
+    log_fd = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    log = os.fdopen(log_fd, "w", buffering=1)
+    faulthandler.enable(file=log, all_threads=True)
+    faulthandler.register(DUMP_SIGNAL, file=log, all_threads=True)
+    signal.signal(TIME_LIMIT_SIGNAL, _on_time_limit)
+    return log
+
+
+def _prepare(spec: dict) -> _Events:
+    """Once per process: what every recipe in it runs under."""
+    import multiprocessing
+
+    # A recipe that uses multiprocessing gets what a script gets, not our server.
+    multiprocessing.set_start_method(None, force=True)
+    events = _Events(spec["watched"], spec["ignored"])
+    sys.addaudithook(events)
+    if spec.get("threads"):
+        _torch().set_num_threads(spec["threads"])
+    warnings.formatwarning = _recording_formatwarning(warnings.formatwarning)
+    for category in _DRIFT:
+        warnings.simplefilter("always", category)
+    sphinx_logger = logging.getLogger("sphinx")
+    sphinx_logger.handlers[:] = [_SphinxWarnings()]
+    sphinx_logger.setLevel(logging.WARNING)
+    sphinx_logger.propagate = False
+    return events
+
+
+def _generate(spec: dict, gallery_conf: dict) -> dict:
+    from sphinx_gallery.gen_rst import generate_file_rst
+
+    conf = dict(gallery_conf)
+    conf["filename_pattern"] = re.escape(os.path.normpath(spec["src"])) + "$"
+    conf["plot_gallery"] = True
+    src = Path(spec["src"])
+    _, _, _, out_vars = generate_file_rst(src.name, spec["target_dir"], str(src.parent), conf)
+    return out_vars
+
+
+def _finish(spec: dict, run: Run, out_vars: dict) -> dict:
+    """Check the page, bound its output, and say how the run went."""
+    page = Path(spec["target_dir"]) / f"{Path(spec['src']).stem}.rst"
+    cut = outputs.bound_file(page, spec["cell_limit"], spec["page_limit"])
+    if run.status == "executed":
+        if "formatted_exception" in out_vars or not out_vars.get("passing"):
+            run.status = "failed"
+            run.error = run.error or {"file": run.src, "line": 1, "message": "the recipe failed"}
+        elif run.seconds <= 0:
+            run.status = "failed"
+            run.error = {"file": run.src, "line": 1, "message": "its run time was 0 s"}
+        elif not outputs.has_output(page.read_text(encoding="utf-8")):
+            run.status = "failed"
+            run.error = {
+                "file": run.src,
+                "line": 1,
+                "message": "it ran but printed nothing and drew nothing",
+            }
+    return {
+        "status": run.status,
+        "error": run.error,
+        "traceback": run.traceback,
+        "seconds": round(run.seconds, 6),
+        "peak_rss_mb": round(run.peak_rss_mb, 1),
+        "peak_cuda_mb": round(run.peak_cuda_mb, 1),
+        "warnings": run.warnings,
+        "sphinx_warnings": run.sphinx_warnings,
+        "truncated": cut,
+        "touched": sorted(run.touched),
+        "page": True,
+    }
+
+
+def write_result(path: str, result: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(result, f)
+    os.replace(tmp, path)
+
+
+def run_one(spec: dict, gallery_conf: dict) -> dict:
+    """Execute one recipe through sphinx-gallery; return its result for the parent."""
+    global _current
+    run = Run(src=spec["src"], timeout=spec["timeout"])
+    run.expected_warnings = tuple(spec["expected_warnings"])
+    _current = run
+    started = time.time()
+    try:
+        seed_everything()
+        _reset_peak_rss()
+        out_vars = _generate(spec, gallery_conf)
+        result = _finish(spec, run, out_vars)
+    except BaseException as exc:  # the machinery failed, not the recipe: say so
+        result = {
+            "status": "failed",
+            "error": {"file": spec["src"], "line": 1, "message": f"the build failed: {exc!r}"},
+            "traceback": traceback.format_exc(),
+            "page": False,
+        }
+    finally:
+        _current = None
+    result["wall"] = [started, time.time()]
+    result["warm"] = "recipes_site.warm" in sys.modules
+    return result
+
+
+def main(specs: list[dict], gallery_conf: dict) -> None:
+    """Entry point of the child process (a ``multiprocessing.Process`` target)."""
+    global _log
+    _log = _detach(specs[0])
+    events = _prepare(specs[0])
+    for spec in specs:
+        events.follow(spec)
+        write_result(spec["result"], run_one(spec, gallery_conf))
+    _log.flush()
+    # Returning ends the process as a script ends: multiprocessing waits for
+    # the threads the recipe left running. The parent allows a few seconds.

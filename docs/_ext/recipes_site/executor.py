@@ -1,0 +1,334 @@
+"""Run each recipe in a process of its own, forked from a warm parent, and supervise it.
+
+``multiprocessing``'s ``forkserver`` start method is the pattern: a server
+process imports torch and its compile stack once (:mod:`.warm`, or
+:mod:`.warm_compile` when a recipe uses the compiler) and forks one child per
+recipe, copy-on-write, in milliseconds. The Sphinx process itself never
+imports torch for this, and no process that forks children has touched CUDA.
+
+This module is the supervisor, in the Sphinx process. For each child it
+enforces from outside what the child cannot enforce on itself:
+
+* the time limit: at the limit it asks for every thread's traceback, sends
+  SIGTERM (which stops Python code with ``RecipeTimeout``, so the page shows
+  the output so far), and a few seconds later kills the child's whole process
+  group, which also ends loops in C, deadlocks and stuck threads;
+* the memory limit (``sphinx_gallery_memory_limit``, else ``recipes_memory_limit``);
+* a recipe that ran to the end but whose process does not exit (a thread it
+  left running), as ``python recipe.py`` would hang;
+* crashes: a signal or an exit status instead of a result is a named failure,
+  at the line faulthandler saw or the code cell that last started.
+
+With ``JOBS=N``, N children run at a time (recipes declaring
+``sphinx_gallery_parallel = False`` run alone). :mod:`.outcome` turns what a
+child left behind into the recipe's record.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from pathlib import Path
+
+from . import child, outcome, records, sourcetree
+
+POLL = 0.05  # seconds between looks at running children
+TERM_GRACE = 3.0  # from SIGTERM at the time limit to SIGKILL
+EXIT_GRACE = child.EXIT_GRACE  # from the result to the end of the process
+LOG_LIMIT = 64 * 2**20  # bytes a child may write to its C-level output
+_COMPILE = re.compile(r"\btorch\.(compile|export|_dynamo|_inductor)\b|\baot_\w+\(")
+
+
+@dataclass
+class Job:
+    entry: dict
+    log: str
+    events: str
+    result: str
+    memory_limit: int | None
+    threads: int
+    serial: bool
+    files_written: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Child:
+    jobs: list[Job]  # one, unless isolation is off (``recipes_isolate = 0``, for measuring it)
+    process: multiprocessing.Process
+    started: float
+    deadline: float
+    stopping: str = ""  # why the supervisor stopped it: time, memory, exit, log
+    kill_at: float = 0.0
+    result_at: float = 0.0
+    peak_rss: int = 0
+    next_memory_check: float = 0.0
+    ended: float = 0.0
+    changed: set[str] = field(default_factory=set)  # files changed while it ran
+
+    @property
+    def job(self) -> Job:
+        return self.jobs[-1]
+
+    @property
+    def serial(self) -> bool:
+        return any(j.serial for j in self.jobs)
+
+
+def needs_compiler(entries: list[dict]) -> bool:
+    """Whether any of these recipes calls the compiler (then the parent warms it up)."""
+    for entry in entries:
+        try:
+            if _COMPILE.search(Path(entry["src"]).read_text(encoding="utf-8")):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def default_memory_limit(fraction: float = 0.8) -> int | None:
+    """A share of this machine's memory: a runaway recipe is stopped, not the machine."""
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return int(pages * size * fraction)
+
+
+class Supervisor:
+    """Starts, watches and stops the children of one build."""
+
+    def __init__(self, settings: dict, gallery_conf: dict):
+        self.settings = settings
+        self.gallery_conf = gallery_conf
+        self.context = multiprocessing.get_context("forkserver")
+        preload = "warm_compile" if settings["warm_compile"] else "warm"
+        self.context.set_forkserver_preload([f"recipes_site.{preload}"])
+        # The fork server is a fresh interpreter that imports its preload
+        # modules from the environment's path, not from this process's sys.path.
+        ext = str(Path(__file__).resolve().parents[1])
+        paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        if ext not in paths:
+            os.environ["PYTHONPATH"] = os.pathsep.join([ext, *filter(None, paths)])
+        self.running: list[Child] = []
+        self.done: list[Child] = []
+        self.tree = sourcetree.snapshot(settings["project"], settings["ignored"])
+
+    # ---------------------------------------------------------------- scheduling
+
+    def run(self, jobs: list[Job]) -> list[Child]:
+        queue = list(jobs)
+        try:
+            while queue or self.running:
+                self._start_ready(queue)
+                wait([c.process.sentinel for c in self.running], timeout=POLL)
+                now = time.monotonic()
+                for c in list(self.running):
+                    if c.process.exitcode is not None:
+                        self._reap(c)
+                    else:
+                        self._police(c, now)
+        finally:
+            for c in self.running:  # interrupted: leave nothing behind
+                _signal_group(c, signal.SIGKILL)
+        return self.done
+
+    def _start_ready(self, queue: list[Job]) -> None:
+        if not self.settings["isolate"]:
+            if queue and not self.running:
+                self._start(queue[:])
+                queue.clear()
+            return
+        while queue and len(self.running) < self.settings["jobs"]:
+            if self.running and (queue[0].serial or any(c.serial for c in self.running)):
+                return
+            self._start([queue.pop(0)])
+
+    def _spec(self, job: Job) -> dict:
+        return {
+            "src": job.entry["src"],
+            "target_dir": job.entry["target_dir"],
+            "timeout": job.entry["timeout"],
+            "expected_warnings": job.entry["expected_warnings"],
+            "log": job.log,
+            "events": job.events,
+            "result": job.result,
+            "threads": job.threads,
+            "watched": self.settings["project"],
+            "ignored": self.settings["ignored"],
+            "cell_limit": self.settings["cell_limit"],
+            "page_limit": self.settings["page_limit"],
+        }
+
+    def _start(self, jobs: list[Job]) -> None:
+        self._look_for_changes()
+        specs = [self._spec(job) for job in jobs]
+        process = self.context.Process(
+            target=child.main, args=(specs, self.gallery_conf), name=jobs[0].entry["id"]
+        )
+        process.start()  # the first start waits for the warm parent's imports
+        now = time.monotonic()
+        timeout = sum(job.entry["timeout"] for job in jobs)
+        self.running.append(Child(jobs, process, now, now + timeout))
+
+    def _reap(self, c: Child) -> None:
+        c.process.join()
+        _signal_group(c, signal.SIGKILL)  # anything it started and left behind
+        c.ended = time.monotonic()
+        self._look_for_changes()
+        self.running.remove(c)
+        self.done.append(c)
+
+    def _look_for_changes(self) -> None:
+        """Files changed since the last look: any child running meanwhile may be the cause."""
+        now = sourcetree.snapshot(self.settings["project"], self.settings["ignored"])
+        changed = sourcetree.difference(self.tree, now)
+        self.tree = now
+        for c in self.running:
+            c.changed.update(changed)
+
+    # ---------------------------------------------------------------- supervision
+
+    def _police(self, c: Child, now: float) -> None:
+        if not c.result_at and os.path.exists(c.job.result):  # the last job's result
+            c.result_at = now
+        if c.stopping and now >= c.kill_at:
+            _signal_group(c, signal.SIGKILL)
+        elif c.result_at and now - c.result_at > EXIT_GRACE and not c.stopping:
+            self._stop(c, "exit", now, grace=0.0)
+        elif now >= c.deadline and not c.stopping and not c.result_at:
+            self._stop(c, "time", now, grace=TERM_GRACE)
+        elif now >= c.next_memory_check and not c.stopping:
+            self._check_memory(c, now)
+
+    def _check_memory(self, c: Child, now: float) -> None:
+        c.next_memory_check = now + 0.25
+        rss = group_rss(c.process.pid)
+        c.peak_rss = max(c.peak_rss, rss)
+        if c.job.memory_limit and rss > c.job.memory_limit:
+            self._stop(c, "memory", now, grace=0.0)
+        elif _size(c.job.log) > LOG_LIMIT:
+            self._stop(c, "log", now, grace=0.0)
+
+    def _stop(self, c: Child, why: str, now: float, grace: float) -> None:
+        """Ask for every thread's traceback, then stop politely or at once."""
+        c.stopping = why
+        c.kill_at = now + grace
+        _signal_child(c, child.DUMP_SIGNAL)
+        time.sleep(0.05)  # the traceback is written by a C signal handler: let it finish
+        if grace:
+            _signal_child(c, child.TIME_LIMIT_SIGNAL)
+        else:
+            _signal_group(c, signal.SIGKILL)
+
+
+def _signal_child(c: Child, sig: int) -> None:
+    try:
+        os.kill(c.process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _signal_group(c: Child, sig: int) -> None:
+    try:
+        os.killpg(c.process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def group_rss(pgid: int) -> int:
+    """Resident memory, in bytes, of every process in the group ``pgid`` (Linux)."""
+    total, page = 0, os.sysconf("SC_PAGE_SIZE")
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[2]) == pgid:  # fields: state, ppid, pgrp, ...
+                total += int(fields[21]) * page  # rss, in pages
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+# ---------------------------------------------------------------------- the build step
+
+
+def jobs_for(entries: list[dict], tmp: Path, settings: dict) -> list[Job]:
+    """One job per recipe: serial ones first, then the longest first (for JOBS>1)."""
+    count = settings["jobs"]
+    threads = max(1, (os.cpu_count() or 1) // count) if count > 1 else 0
+    jobs = []
+    for i, entry in enumerate(entries):
+        stem = f"{i:04d}"
+        jobs.append(
+            Job(
+                entry=entry,
+                log=str(tmp / f"{stem}.log"),
+                events=str(tmp / f"{stem}.events"),
+                result=str(tmp / f"{stem}.result.json"),
+                memory_limit=entry.get("memory_limit") or settings["memory_limit"],
+                threads=threads,
+                serial=not entry.get("parallel", True),
+            )
+        )
+    guess = settings.get("durations", {})
+    jobs.sort(key=lambda j: (not j.serial, -(guess.get(j.entry["id"]) or 0.0)))
+    return jobs
+
+
+def settings_for(app, manifest: dict, entries: list[dict]) -> dict:
+    config = app.config
+    project = Path(app.confdir).resolve()
+    gallery = records.gallery_root(config.sphinx_gallery_conf)
+    limit = manifest.get("memory_limit")
+    from . import meta, plan
+
+    return {
+        "jobs": max(1, int(manifest["jobs"])),
+        "isolate": bool(manifest.get("isolate", True)),
+        "project": str(project),
+        "ignored": [str(Path(p).resolve()) for p in (app.outdir, app.doctreedir, gallery)],
+        "memory_limit": meta.parse_size(limit) if limit else default_memory_limit(),
+        "cell_limit": config.recipes_output_cell_limit,
+        "page_limit": config.recipes_output_page_limit,
+        "warm_compile": needs_compiler(entries),
+        "durations": plan.recorded_durations(Path(manifest["store"]), gallery),
+    }
+
+
+def execute(app) -> None:
+    """``builder-inited``, after the plan and before sphinx-gallery renders the gallery."""
+    gconf = app.config.sphinx_gallery_conf
+    root = records.gallery_root(gconf)
+    manifest = records.read_manifest(root)
+    entries = [e for e in manifest["recipes"].values() if e.get("fate") == "execute"]
+    if not entries:
+        return
+    settings = settings_for(app, manifest, entries)
+    with tempfile.TemporaryDirectory(prefix="recipes-run-") as tmp:
+        jobs = jobs_for(entries, Path(tmp), settings)
+        started = time.monotonic()
+        supervisor = Supervisor(settings, dict(gconf))
+        finished = supervisor.run(jobs)
+        wall = time.monotonic() - started
+        outcome.attribute_changes(finished, settings["project"])
+        for c in finished:
+            for job in c.jobs:
+                outcome.conclude(app, manifest, c, job)
+        outcome.log_execution(finished, wall, settings)

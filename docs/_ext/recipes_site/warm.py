@@ -1,0 +1,67 @@
+"""Imported once by the parent that every recipe process is forked from.
+
+:mod:`recipes_site.executor` names this module (or :mod:`.warm_compile`) in
+``multiprocessing``'s ``set_forkserver_preload``: the fork server imports it
+before it forks anything, so each recipe process starts with torch, its
+compile stack, matplotlib and sphinx-gallery already imported, shared
+copy-on-write, instead of paying seconds to import them again.
+
+The parent never initialises CUDA (a process that did cannot fork children
+that use it): ``PYTORCH_NVML_BASED_CUDA_CHECK`` makes ``torch.cuda.is_available``
+ask the driver through NVML without creating a CUDA context, and
+:func:`check` verifies that nothing did.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import warnings
+
+os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+
+
+def _import() -> None:
+    # Import-time warnings that PyTorch raises about itself are not a recipe's
+    # doing, so they are silenced here rather than charged to the first recipe.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import matplotlib
+
+        matplotlib.use("agg")
+        import matplotlib.pyplot  # noqa: F401
+        import sphinx_gallery.gen_rst  # noqa: F401
+        import torch
+        import torch._dynamo  # noqa: F401
+        import torch._inductor.compile_fx  # noqa: F401
+        import torch._inductor.config as inductor_config
+        import torch.utils.benchmark  # noqa: F401
+
+    # One compile worker: a worker pool would be another process that imports
+    # torch, per recipe, and a pool in this parent would not survive a fork.
+    inductor_config.compile_threads = 1
+    torch.compiler.reset()
+
+
+def check() -> None:
+    torch = sys.modules["torch"]
+    if torch.cuda.is_initialized():  # pragma: no cover - a bug, not a recipe's doing
+        raise RuntimeError("the warm parent initialised CUDA; its children could not use it")
+
+
+def freeze() -> None:
+    """Move what imports created out of the collector's sight: a child's
+    collections then walk only what its recipe allocated, and do not touch
+    (and so copy) the parent's pages."""
+    gc.collect()
+    gc.freeze()
+
+
+def warm() -> None:
+    _import()
+    check()
+    freeze()
+
+
+warm()
