@@ -13,6 +13,13 @@ RECIPE ?=
 SHARD  ?=
 JOBS   ?= 1
 STRICT ?= 0
+# The distributed build: `make plan SHARDS=N`, `make shard SHARD=i/N`, `make merge`.
+SHARDS ?= 1
+DEVICE ?=
+PLAN   ?=
+PLAN_FILE  := $(BUILD)/plan/plan.json
+SHARDS_DIR ?= $(BUILD)/shards
+STORE      := .cache/recipes/store
 
 # torch.compile's caches live in one project folder shared by builds and tests.
 export TORCHINDUCTOR_CACHE_DIR := $(CURDIR)/.cache/torch/inductor
@@ -20,12 +27,13 @@ export TRITON_CACHE_DIR        := $(CURDIR)/.cache/torch/triton
 export MPLBACKEND              := Agg
 export PYTHONDONTWRITEBYTECODE := 1
 
-SHARDS_DIR ?= $(BUILD)/shards
 SPHINXOPTS ?=
-SPHINX_FLAGS := -b html -W --keep-going -c . \
-	-D recipes_select="$(RECIPE)" -D recipes_shard="$(SHARD)" \
-	-D recipes_jobs=$(JOBS) -D recipes_strict=$(STRICT) $(SPHINXOPTS)
-SPHINX := $(PY) -m sphinx $(SPHINX_FLAGS)
+OPTIONS = -W --keep-going -c . \
+	-D recipes_select="$(RECIPE)" -D recipes_shard="$(SHARD)" -D recipes_plan="$(PLAN)" \
+	-D recipes_device="$(DEVICE)" -D recipes_jobs=$(JOBS) -D recipes_strict=$(STRICT) $(SPHINXOPTS)
+SPHINX_FLAGS = -b html $(OPTIONS)
+SPHINX = $(PY) -m sphinx $(SPHINX_FLAGS)
+PIPELINE := PYTHONPATH=docs/_ext $(PY) -m recipes_site.pipeline --store $(STORE)
 
 # `make serve` and `make new`
 PORT    ?= 8000
@@ -34,12 +42,14 @@ SECTION ?=
 
 BUILD_STAMP := $(VENV)/.stamp-build
 TEST_STAMP  := $(VENV)/.stamp-test
+SERVE_STAMP := $(VENV)/.stamp-serve
 
-.PHONY: help html html-noplot merge serve new test bench clean venv
+.PHONY: help html html-noplot plan shard merge store-id serve new test test-fast bench clean venv
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  options: RECIPE=<name or glob>  JOBS=<n>  SHARD=<i/N>  STRICT=1"
+	@echo "  options: RECIPE=<name or glob>  JOBS=<n>  SHARD=<i/N>  STRICT=1  DEVICE=cpu|cuda"
+	@echo "           plan: SHARDS=<N>   html: PLAN=<plan.json>"
 	@echo "           serve: PORT=<n>   new: NAME=<name> SECTION=<section>"
 
 $(PY):
@@ -51,10 +61,12 @@ $(BUILD_STAMP): requirements.txt | $(PY)
 
 $(TEST_STAMP): requirements.txt requirements-test.txt | $(BUILD_STAMP)
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -r requirements-test.txt
-	@# The browser tests drive Debian's Chromium (never a downloaded browser).
-	@test -x /usr/bin/chromium || { test "$$(id -u)" = 0 && apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } \
-		|| echo "note: install Debian's chromium for tests/test_browser.py"
+	@# A browser for tests/test_browser.py: RECIPES_CHROMIUM, one found here, or one installed.
+	$(PY) tests/browsers.py --install
+	@touch $@
+
+$(SERVE_STAMP): requirements-serve.txt | $(BUILD_STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-serve.txt
 	@touch $@
 
 venv: $(BUILD_STAMP) ## Create .venv and install the pinned build requirements
@@ -65,11 +77,22 @@ html: $(BUILD_STAMP) ## Build the site into _build/html, executing stale recipes
 html-noplot: $(BUILD_STAMP) ## Build the site without executing any recipe
 	$(SPHINX) -D plot_gallery=0 docs $(HTML)
 
-merge: $(BUILD_STAMP) ## Combine shard outputs under _build/shards/*/ (SHARDS_DIR) into one site, executing nothing
-	PYTHONPATH=docs/_ext $(PY) -m recipes_site.merge $(SHARDS_DIR) docs/recipes
+plan: $(BUILD_STAMP) ## Plan a distributed build: split the stale recipes into SHARDS=N lists (DEVICE=cuda)
+	$(PIPELINE) plan --shards $(SHARDS) --device "$(DEVICE)" --out $(PLAN_FILE)
+
+shard: PLAN = $(PLAN_FILE)
+shard: STRICT = 1
+shard: $(BUILD_STAMP) ## Execute shard SHARD=i/N of the plan (STRICT); fresh outputs go to the store
+	$(PY) -m sphinx -b dummy $(OPTIONS) docs $(BUILD)/shard
+
+merge: $(BUILD_STAMP) ## Add the shards' outputs (SHARDS_DIR) to the store and render the site from it
+	$(PIPELINE) merge --device "$(DEVICE)" --from $(SHARDS_DIR)
 	$(SPHINX) -D plot_gallery=0 -D recipes_require_all=1 docs $(HTML)
 
-serve: $(TEST_STAMP) ## Serve the site on 127.0.0.1 (PORT=8000), rebuild on save; only edited recipes run
+store-id: ## Print a hash of the recipe output store's content (for cache keys)
+	@$(PIPELINE) store-id
+
+serve: $(SERVE_STAMP) ## Serve the site on 127.0.0.1 (PORT=8000), rebuild on save; only edited recipes run
 	$(PY) -m sphinx_autobuild $(SPHINX_FLAGS) --host 127.0.0.1 --port $(PORT) \
 		--watch recipes --watch docs/_ext \
 		--ignore docs/recipes --ignore docs/sg_execution_times.rst \
@@ -79,9 +102,12 @@ new: ## Start a recipe from the template: make new NAME=<name> SECTION=<section>
 	@test -n "$(NAME)" || { echo "usage: make new NAME=<name> [SECTION=<section>]" >&2; exit 2; }
 	PYTHONPATH=docs/_ext $(PY) -m recipes_site.newrecipe --root recipes "$(NAME)" "$(SECTION)"
 
-test: $(TEST_STAMP) lint ## Lint, build the site, then run every test (recipes, machinery, site)
+test: $(TEST_STAMP) lint ## Lint, build the site, then run every test (recipes, machinery, site, browser)
 	$(MAKE) html
 	$(PY) -m pytest
+
+test-fast: $(TEST_STAMP) ## Unit tests only (seconds): the edit-test loop
+	$(PY) -m pytest -m "not slow and not site"
 
 include .github/lint.mk
 

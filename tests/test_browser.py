@@ -1,4 +1,4 @@
-"""The built site in a real browser: Debian's Chromium, driven by Playwright.
+"""The built site in a real browser (see browsers.py for which one), driven by Playwright.
 
 The site is served from this machine only, under the same path as on GitHub
 Pages (``/<name>/``, from ``html_baseurl``), with the 404 page answering for
@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
 import re
 import shutil
-import subprocess
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import browsers
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from conftest import REPO
 from playwright.sync_api import sync_playwright
 from recipes_site import meta
 
-# Debian's Chromium by default; RECIPES_CHROMIUM names another Chromium-based browser.
-CHROMIUM = Path(os.environ.get("RECIPES_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -82,17 +79,11 @@ class _SiteHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="session")
 def chromium() -> Path:
-    """Debian's Chromium; installed with apt-get when missing and we are root."""
-    if not CHROMIUM.exists():
-        if os.geteuid() != 0:
-            pytest.fail(f"{CHROMIUM} is missing: run `apt-get install -y chromium` as root")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        done = subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env)
-        if done.returncode != 0:  # an empty or stale package list: refresh it once
-            subprocess.run(["apt-get", "update", "-q"], env=env, check=True)
-            subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env, check=True)
-    assert CHROMIUM.exists()
-    return CHROMIUM
+    """RECIPES_CHROMIUM, else a Chromium or Chrome found here, else Playwright's own."""
+    found = browsers.find()
+    if found is None:
+        pytest.fail(browsers.MISSING)
+    return found
 
 
 @pytest.fixture(scope="session")
