@@ -5,7 +5,8 @@
 #   make lint-python               ruff check + ruff format --check
 #   make lint-docs                 sphinx-lint on the reStructuredText sources
 #   make lint-spelling             codespell (settings: [tool.codespell] in pyproject.toml)
-#   make lint-workflows            actionlint, zizmor and check-jsonschema on the workflows
+#   make lint-workflows            actionlint, zizmor and check-jsonschema on the workflows,
+#                                  zizmor and check-jsonschema on .github/dependabot.yml
 #   make lint-workflows WORKFLOWS_DIR=<dir>   the same on another folder of workflows
 #
 # Tools come from requirements-lint.txt (exact pins, all wheels, no network at
@@ -22,8 +23,13 @@ LINT_STAMP := $(VENV)/.stamp-lint
 # Workflows to lint; the tests point it at a temporary copy.
 WORKFLOWS_DIR ?= .github/workflows
 WORKFLOW_FILES = $(sort $(wildcard $(WORKFLOWS_DIR)/*.yml $(WORKFLOWS_DIR)/*.yaml))
-# zizmor fails on findings of this severity or higher.
-ZIZMOR_MIN_SEVERITY ?= medium
+# Dependabot's settings (linted only where the file exists).
+DEPENDABOT_CONFIG ?= .github/dependabot.yml
+DEPENDABOT_FILES = $(wildcard $(DEPENDABOT_CONFIG))
+# zizmor fails on findings of this severity or higher: every severity but
+# "informational". A false positive is silenced where it stands, with zizmor's
+# `# zizmor: ignore[<audit>]` comment and the reason beside it.
+ZIZMOR_MIN_SEVERITY ?= low
 
 # reStructuredText sources: docs/**/*.rst without what the build generates, and
 # the gallery's recipes/**/README.txt (sphinx-lint only reads *.rst files, so
@@ -34,7 +40,7 @@ GALLERY_READMES = $(shell find recipes -name README.txt -print 2>/dev/null | sor
 LINT_RST_TREE := _build/lint-rst
 
 .PHONY: lint lint-python lint-docs lint-spelling lint-workflows \
-	lint-actionlint lint-zizmor lint-workflow-schema
+	lint-actionlint lint-zizmor lint-workflow-schema lint-dependabot-schema
 
 $(LINT_STAMP): requirements-lint.txt | $(PY)
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-lint.txt
@@ -58,7 +64,7 @@ lint-docs: $(LINT_STAMP) ## Lint the reStructuredText sources with sphinx-lint
 lint-spelling: $(LINT_STAMP) ## Check spelling with codespell
 	$(LINT_BIN)/codespell
 
-lint-workflows: lint-actionlint lint-zizmor lint-workflow-schema ## Lint the GitHub workflows (WORKFLOWS_DIR=...)
+lint-workflows: lint-actionlint lint-zizmor lint-workflow-schema lint-dependabot-schema ## Lint the GitHub workflows (WORKFLOWS_DIR=...)
 
 # Fails rather than lint nothing (actionlint alone would fall back to this repo).
 LINT_NEED_WORKFLOWS = @test -n "$(WORKFLOW_FILES)" || { echo "no workflow (*.yml) in $(WORKFLOWS_DIR)" >&2; exit 1; }
@@ -70,10 +76,13 @@ lint-actionlint: $(LINT_STAMP)
 lint-zizmor: $(LINT_STAMP)
 	$(LINT_NEED_WORKFLOWS)
 	$(LINT_BIN)/zizmor --offline --no-progress --color=never -q \
-		--min-severity=$(ZIZMOR_MIN_SEVERITY) $(WORKFLOW_FILES)
+		--min-severity=$(ZIZMOR_MIN_SEVERITY) $(WORKFLOW_FILES) $(DEPENDABOT_FILES)
 
 lint-workflow-schema: $(LINT_STAMP)
 	$(LINT_NEED_WORKFLOWS)
 	$(LINT_BIN)/check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOW_FILES)
+
+lint-dependabot-schema: $(LINT_STAMP)
+	$(if $(DEPENDABOT_FILES),$(LINT_BIN)/check-jsonschema --builtin-schema vendor.dependabot $(DEPENDABOT_FILES),@echo "no $(DEPENDABOT_CONFIG): nothing to check")
 
 endif # LINT_MK_INCLUDED

@@ -36,11 +36,11 @@ jobs:
         run: echo "${{ github.event.pull_request.title }}"
 """
 
-# Valid and pinned, with one medium-severity finding only (zizmor's artipacked:
-# checkout keeps the token): zizmor must fail from medium up.
-MEDIUM_NAME = "medium-by-test.yml"
-MEDIUM = """\
-name: medium
+# Valid and pinned, with one low-severity finding only (zizmor's obfuscation:
+# an expression that is a constant): zizmor must fail from low up.
+LOW_NAME = "low-by-test.yml"
+LOW = """\
+name: low
 on: push
 permissions: {}
 jobs:
@@ -51,7 +51,23 @@ jobs:
       contents: read
     steps:
       - uses: actions/checkout@08c6903cd8c0fde910a37f88322edcfb5dd907a8 # v5.0.0
-      - run: echo built
+        with:
+          persist-credentials: false
+      - run: echo "${{ 'built' }}"
+"""
+
+# Dependabot settings with a key the schema does not know, and no cooldown
+# (zizmor's dependabot-cooldown, medium).
+BROKEN_DEPENDABOT = """\
+version: 2
+updates:
+  - package-ecosystem: pip
+    directory: /
+    schedule:
+      interval: weekly
+    groops:
+      python:
+        patterns: ["*"]
 """
 
 # The make sub-targets of `lint-workflows`, and the same tools called directly.
@@ -73,7 +89,7 @@ def tool_commands(files):
             "--no-progress",
             "--color=never",
             "-q",
-            "--min-severity=medium",
+            "--min-severity=low",
             *files,
         ],
         "check-jsonschema": [
@@ -89,7 +105,14 @@ def clean_env():
     """The environment without what an outer make or the user set for these targets."""
     env = dict(os.environ)
     for key in list(env):
-        if key in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "WORKFLOWS_DIR"}:
+        if key in {
+            "MAKEFLAGS",
+            "MFLAGS",
+            "MAKELEVEL",
+            "MAKEOVERRIDES",
+            "WORKFLOWS_DIR",
+            "DEPENDABOT_CONFIG",
+        }:
             del env[key]
         elif key.startswith("ZIZMOR_"):  # zizmor's settings, and lint.mk's ZIZMOR_MIN_SEVERITY
             del env[key]
@@ -189,11 +212,17 @@ def test_broken_workflow_fails_each_tool(broken, tool):
     assert BROKEN_NAME in out, out
 
 
-def test_zizmor_fails_from_medium_severity(copied):
-    (copied / MEDIUM_NAME).write_text(MEDIUM, encoding="utf-8")
+def test_zizmor_fails_from_low_severity(copied):
+    (copied / LOW_NAME).write_text(LOW, encoding="utf-8")
     rc, out = run([*make_command(), "lint-zizmor", f"WORKFLOWS_DIR={copied}"])
     assert rc != 0, out
-    assert "artipacked" in out and MEDIUM_NAME in out, out
+    assert "obfuscation" in out and LOW_NAME in out, out
+    assert "1 low, 0 medium, 0 high" in out, out  # the finding is low, and the only one
+    # Only because the threshold is low: from medium up the same file passes.
+    rc, out = run(
+        [*make_command(), "lint-zizmor", f"WORKFLOWS_DIR={copied}", "ZIZMOR_MIN_SEVERITY=medium"]
+    )
+    assert rc == 0, out
     # The same file is valid for the other two linters.
     for target in ("lint-actionlint", "lint-workflow-schema"):
         rc, out = run([*make_command(), target, f"WORKFLOWS_DIR={copied}"])
@@ -204,3 +233,24 @@ def test_empty_workflows_dir_fails(tmp_path):
     rc, out = run([*make_command(), "lint-actionlint", f"WORKFLOWS_DIR={tmp_path}"])
     assert rc != 0, out
     assert "no workflow" in out, out
+
+
+def test_repository_dependabot_passes(copied):
+    assert (ROOT / ".github" / "dependabot.yml").is_file()
+    for target in ("lint-zizmor", "lint-dependabot-schema"):
+        rc, out = run([*make_command(), target, f"WORKFLOWS_DIR={copied}"])
+        assert rc == 0, out
+        assert "dependabot.yml" in out, out  # it was linted, not skipped
+
+
+def test_broken_dependabot_fails(copied, tmp_path):
+    config = tmp_path / "dependabot.yml"
+    config.write_text(BROKEN_DEPENDABOT, encoding="utf-8")
+    rc, out = run([*make_command(), "lint-dependabot-schema", f"DEPENDABOT_CONFIG={config}"])
+    assert rc != 0, out
+    assert "'groops' was unexpected" in out, out
+    rc, out = run(
+        [*make_command(), "lint-zizmor", f"WORKFLOWS_DIR={copied}", f"DEPENDABOT_CONFIG={config}"]
+    )
+    assert rc != 0, out
+    assert "dependabot-cooldown" in out, out

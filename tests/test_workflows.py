@@ -1,0 +1,695 @@
+"""Properties of the GitHub workflows that the linters do not know about.
+
+Each property is a `check_*` function that takes the parsed workflows (and
+returns what is wrong, as a list of sentences), so that the same function is
+run on the repository's files and, in `test_checks_catch_*`, on copies broken
+on purpose: every check is shown to fail when its property does not hold.
+
+Fast and offline: PyYAML only, plus one shell snippet taken from docs.yml.
+"""
+
+import copy
+import fnmatch
+import json
+import os
+import re
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / ".github" / "workflows"
+DEPENDABOT = ROOT / ".github" / "dependabot.yml"
+README = ROOT / "README.md"
+
+# The one condition that keeps pull requests from forks off self-hosted runners,
+# written the same in every job that runs there.
+TRUSTED = (
+    "github.event_name != 'pull_request'"
+    " || github.event.pull_request.head.repo.full_name == github.repository"
+)
+# Events whose runs a fork can start.
+FORK_EVENTS = {"pull_request", "pull_request_target"}
+# Labels of GitHub's own runners; any other label is a self-hosted runner.
+GITHUB_HOSTED = re.compile(r"^(ubuntu|windows|macos)-[A-Za-z0-9.-]+$")
+# Never used: the fork switch for the GPU runner and its environment, and the
+# events that run a fork's change with this repository's privileges.
+FORBIDDEN = ["GPU_ALLOW_FORKS", "gpu-fork", "pull_request_target", "workflow_run"]
+SHA_PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
+
+
+# --- reading ---------------------------------------------------------------
+
+
+def load(text):
+    """A workflow as a dict; YAML 1.1 reads the key `on` as True, put it back."""
+    data = yaml.safe_load(text)
+    assert isinstance(data, dict), "a workflow is a mapping"
+    if True in data:
+        data["on"] = data.pop(True)
+    return data
+
+
+def load_all():
+    files = sorted(WORKFLOWS.glob("*.yml")) + sorted(WORKFLOWS.glob("*.yaml"))
+    return {p.name: load(p.read_text(encoding="utf-8")) for p in files}
+
+
+@pytest.fixture(scope="module")
+def workflows():
+    found = load_all()
+    assert {"docs.yml", "tests.yml", "links.yml"} <= set(found), sorted(found)
+    return found
+
+
+def events(workflow):
+    on = workflow.get("on")
+    if isinstance(on, str):
+        return {on}
+    return set(on or ())
+
+
+def jobs(workflow):
+    return (workflow.get("jobs") or {}).items()
+
+
+def steps(workflow):
+    """(job id, step) for every step of every job."""
+    for job_id, job in jobs(workflow):
+        for step in job.get("steps") or []:
+            yield job_id, step
+
+
+def uses(step, action):
+    """Whether `step` runs `action` (owner/repo or owner/repo/path), at any ref."""
+    return str(step.get("uses", "")).split("@")[0] == action
+
+
+def strip_expression(value):
+    value = " ".join(str(value).split())
+    match = re.fullmatch(r"\$\{\{\s*(.*?)\s*\}\}", value)
+    return match.group(1) if match else value
+
+
+def split_top_level(expr, operator):
+    """`expr` split at `operator` outside parentheses and quotes."""
+    parts, depth, quoted, start, i = [], 0, False, 0, 0
+    while i < len(expr):
+        char = expr[i]
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+        elif not quoted and depth == 0 and expr.startswith(operator, i):
+            parts.append(expr[start:i])
+            start = i + len(operator)
+            i = start
+            continue
+        i += 1
+    parts.append(expr[start:])
+    return [p.strip() for p in parts]
+
+
+def unwrap(expr):
+    """`expr` without parentheses that enclose all of it."""
+    expr = expr.strip()
+    while expr.startswith("(") and expr.endswith(")"):
+        inner, depth = expr[1:-1], 0
+        for char in inner:
+            depth += char == "("
+            depth -= char == ")"
+            if depth < 0:  # "(a) || (b)": the first "(" closes before the end
+                return expr
+        expr = inner.strip()
+    return expr
+
+
+def conjuncts(condition):
+    """The top-level `&&` terms of an `if:` (one term when `||` is at the top)."""
+    expr = unwrap(strip_expression(condition))
+    if len(split_top_level(expr, "||")) > 1:
+        return [expr]
+    return [unwrap(term) for term in split_top_level(expr, "&&")]
+
+
+def runs_on_labels(job):
+    runs_on = job.get("runs-on")
+    if isinstance(runs_on, str):
+        return [runs_on]
+    if isinstance(runs_on, list):
+        return [str(label) for label in runs_on]
+    if isinstance(runs_on, dict):  # {group: ..., labels: ...}: a runner group
+        return ["group:" + str(runs_on.get("group"))] + list(runs_on.get("labels") or [])
+    return []  # a reusable workflow (`uses:`): its jobs may run anywhere
+
+
+def is_github_hosted(job):
+    labels = runs_on_labels(job)
+    return bool(labels) and all(GITHUB_HOSTED.match(label) for label in labels)
+
+
+def resolve(value, workflow, job_id):
+    """Follow `${{ env.X }}` and `${{ needs.J.outputs.X }}` to the text they stand for."""
+    for _ in range(10):
+        expr = strip_expression(value)
+        if match := re.fullmatch(r"env\.([\w-]+)", expr):
+            name = match.group(1)
+            job_env = workflow["jobs"][job_id].get("env") or {}
+            value = job_env.get(name, (workflow.get("env") or {}).get(name))
+        elif match := re.fullmatch(r"needs\.([\w-]+)\.outputs\.([\w-]+)", expr):
+            job_id, output = match.groups()
+            value = (workflow["jobs"][job_id].get("outputs") or {}).get(output)
+        else:
+            return " ".join(str(value).split())
+        if value is None:
+            return None
+    return None
+
+
+# --- checks ------------------------------------------------------------------
+
+
+def check_fork_guard(workflows):
+    """Self-hosted jobs of fork-triggered workflows must carry TRUSTED as an `&&` term."""
+    problems = []
+    for name, workflow in workflows.items():
+        if not events(workflow) & FORK_EVENTS:
+            continue
+        for job_id, job in jobs(workflow):
+            if is_github_hosted(job):
+                continue
+            if TRUSTED not in conjuncts(job.get("if", "true")):
+                problems.append(
+                    f"{name}: job {job_id} runs on {runs_on_labels(job) or 'a called workflow'}"
+                    f" without `if: {TRUSTED}`"
+                )
+    return problems
+
+
+def check_forbidden(texts):
+    """No fork switch, no fork environment, no privileged fork-triggered events."""
+    return [
+        f"{name}: mentions {word}"
+        for name, text in texts.items()
+        for word in FORBIDDEN
+        if word in text
+    ]
+
+
+def check_cache_keys(workflows):
+    """No cache key holds the run id: keys change only when their content does."""
+    return [
+        f"{name}: job {job_id}, cache key {step['with']['key']!r} holds the run id"
+        for name, workflow in workflows.items()
+        for job_id, step in steps(workflow)
+        if "key" in (step.get("with") or {}) and "run_id" in str(step["with"]["key"])
+    ]
+
+
+def make_calls(workflow, target):
+    """(job id, step, command line) of every `make <target>` in the workflow."""
+    for job_id, step in steps(workflow):
+        for line in str(step.get("run", "")).splitlines():
+            if re.search(rf"\bmake\s+(-\S+\s+)*{target}\b", line):
+                yield job_id, step, line
+
+
+def shard_matrix(workflow, n, tmp_path):
+    """The shard job's matrix, as GitHub would expand it with RECIPES_SHARDS = n."""
+    values = workflow["jobs"]["shard"]["strategy"]["matrix"]["shard"]
+    if isinstance(values, list):
+        return values
+    match = re.fullmatch(
+        r"fromJSON\(needs\.([\w-]+)\.outputs\.([\w-]+)\)", strip_expression(values)
+    )
+    assert match, f"shard matrix {values!r} is neither a list nor a plan job's output"
+    job_id, output = match.groups()
+    source = strip_expression(workflow["jobs"][job_id]["outputs"][output])
+    step_match = re.fullmatch(r"steps\.([\w-]+)\.outputs\.([\w-]+)", source)
+    assert step_match, f"output {output} of {job_id} does not come from a step: {source!r}"
+    step_id, key = step_match.groups()
+    (step,) = [s for s in workflow["jobs"][job_id]["steps"] if s.get("id") == step_id]
+    out = tmp_path / f"github_output_{n}"
+    out.write_text("")
+    env = {**os.environ, "RECIPES_SHARDS": str(n), "GITHUB_OUTPUT": str(out)}
+    subprocess.run(["bash", "-e", "-c", step["run"]], env=env, check=True, timeout=30)
+    for line in out.read_text().splitlines():
+        if line.startswith(f"{key}="):
+            return json.loads(line.split("=", 1)[1])
+    raise AssertionError(f"step {step_id} wrote no {key}=")
+
+
+def check_shards_agree(workflow, tmp_path):
+    """`make plan SHARDS=N` and `make shard SHARD=i/N` take N from where the matrix comes from."""
+    problems = []
+    n = str((workflow.get("env") or {}).get("RECIPES_SHARDS", ""))
+    if not n.isdigit() or int(n) < 1:
+        return [f"workflow env RECIPES_SHARDS is {n!r}, not a whole number from 1 up"]
+    plans = [line for *_, line in make_calls(workflow, "plan")]
+    if len(plans) != 1 or not re.search(r'SHARDS="?\$RECIPES_SHARDS"?(\s|$)', plans[0]):
+        problems.append(f'expected one `make plan SHARDS="$RECIPES_SHARDS"`, found {plans}')
+    shards = list(make_calls(workflow, "shard"))
+    if len(shards) != 1 or shards[0][0] != "shard":
+        problems.append(f"expected one `make shard` in job shard, found {shards}")
+    elif not re.search(r'SHARD="?\$\w+/\$RECIPES_SHARDS"?(\s|$)', shards[0][2]):
+        problems.append(f"`make shard` does not take N from RECIPES_SHARDS: {shards[0][2]}")
+    # The matrix must be 1..N for the workflow's N; one derived from N must
+    # follow it when N changes.
+    static = isinstance(workflow["jobs"]["shard"]["strategy"]["matrix"]["shard"], list)
+    for value in [int(n)] if static else sorted({int(n), 1, 3}):
+        matrix = shard_matrix(workflow, value, tmp_path)
+        if matrix != list(range(1, value + 1)):
+            problems.append(f"with RECIPES_SHARDS={value} the shard matrix is {matrix}")
+    return problems
+
+
+def check_shard_artifacts(workflow):
+    """The merge downloads every shard's store into _build/shards, one layout for any N."""
+    problems = []
+    uploads = [
+        s["with"]["name"]
+        for job_id, s in steps(workflow)
+        if job_id == "shard" and uses(s, "actions/upload-artifact")
+    ]
+    downloads = [
+        s["with"]
+        for job_id, s in steps(workflow)
+        if job_id == "merge" and uses(s, "actions/download-artifact")
+    ]
+    if len(uploads) != 1 or len(downloads) != 1:
+        return [f"expected one shard upload and one merge download: {uploads}, {downloads}"]
+    (name,), (download,) = uploads, downloads
+    if not fnmatch.fnmatch(name.replace("${{ matrix.shard }}", "1"), download.get("pattern", "")):
+        problems.append(f"merge pattern {download.get('pattern')!r} misses {name!r}")
+    if download.get("merge-multiple") is not True or download.get("path") != "_build/shards":
+        problems.append(f"merge download is not merge-multiple into _build/shards: {download}")
+    if "shard" not in str(workflow["jobs"]["merge"].get("needs")):
+        problems.append("merge does not need the shard job")
+    return problems
+
+
+def check_device(workflow):
+    """Every plan/shard/merge call names the device kind from RECIPES_DEVICE."""
+    problems = []
+    device = strip_expression((workflow.get("env") or {}).get("RECIPES_DEVICE", ""))
+    if device != "vars.RECIPES_DEVICE || 'cuda'":
+        problems.append(f"workflow env RECIPES_DEVICE is {device!r}")
+    for target in ("plan", "shard", "merge"):
+        calls = list(make_calls(workflow, target))
+        if not calls:
+            problems.append(f"no `make {target}`")
+        for _, _, line in calls:
+            if 'DEVICE="$RECIPES_DEVICE"' not in line:
+                problems.append(f'`{line.strip()}` does not pass DEVICE="$RECIPES_DEVICE"')
+    return problems
+
+
+def check_pages_artifact(workflow):
+    """Deploy takes exactly the artifact the merge uploaded, named per attempt."""
+    uploads = [
+        (job_id, s) for job_id, s in steps(workflow) if uses(s, "actions/upload-pages-artifact")
+    ]
+    deploys = [(job_id, s) for job_id, s in steps(workflow) if uses(s, "actions/deploy-pages")]
+    if len(uploads) != 1 or len(deploys) != 1:
+        return [f"expected one Pages upload and one deploy, found {len(uploads)}, {len(deploys)}"]
+    (up_job, up), (deploy_job, deploy) = uploads[0], deploys[0]
+    uploaded = resolve((up.get("with") or {}).get("name", "github-pages"), workflow, up_job)
+    deployed = resolve(
+        (deploy.get("with") or {}).get("artifact_name", "github-pages"), workflow, deploy_job
+    )
+    problems = []
+    if uploaded != deployed:
+        problems.append(f"uploaded {uploaded!r}, deployed {deployed!r}")
+    if "github.run_attempt" not in str(uploaded):
+        problems.append(f"Pages artifact {uploaded!r} is not named per attempt")
+    if up_job not in str(workflow["jobs"][deploy_job].get("needs")):
+        problems.append(f"{deploy_job} does not need {up_job}, which uploads the site")
+    return problems
+
+
+def check_notebooks_after_deploy(workflow):
+    """The notebooks branch moves only after the Pages deploy succeeded."""
+    deploy_jobs = {j for j, s in steps(workflow) if uses(s, "actions/deploy-pages")}
+    job = workflow["jobs"].get("notebooks")
+    if job is None:
+        return ["no notebooks job"]
+    needs = job.get("needs") or []
+    needs = [needs] if isinstance(needs, str) else needs
+    if not deploy_jobs or not deploy_jobs <= set(needs):
+        return [f"notebooks needs {needs}, not the deploy job {sorted(deploy_jobs)}"]
+    return []
+
+
+def check_dependabot(config):
+    """Weekly, grouped updates for the actions and the pip requirements."""
+    problems = []
+    updates = {u.get("package-ecosystem"): u for u in (config or {}).get("updates") or []}
+    for ecosystem in ("github-actions", "pip"):
+        update = updates.get(ecosystem)
+        if update is None:
+            problems.append(f"no {ecosystem} updates")
+            continue
+        if update.get("directory") != "/":
+            problems.append(f"{ecosystem}: directory {update.get('directory')!r}")
+        if (update.get("schedule") or {}).get("interval") != "weekly":
+            problems.append(f"{ecosystem}: not weekly")
+        groups = update.get("groups") or {}
+        if len(groups) != 1 or "*" not in next(iter(groups.values())).get("patterns", []):
+            problems.append(f"{ecosystem}: not one group of every update: {groups}")
+    wanted = {"version-update:semver-major", "version-update:semver-minor"}
+    torch_rules = [
+        rule
+        for rule in (updates.get("pip") or {}).get("ignore") or []
+        if rule.get("dependency-name") == "torch"
+    ]
+    if not any(
+        wanted <= set(rule.get("update-types", wanted)) and "versions" not in rule
+        for rule in torch_rules
+    ):
+        problems.append("pip: torch minor and major updates are not ignored")
+    return problems
+
+
+# --- the repository's workflows --------------------------------------------
+
+
+def test_self_hosted_jobs_never_run_fork_code(workflows):
+    assert check_fork_guard(workflows) == []
+    # Not vacuous: the GPU jobs are self-hosted and are checked.
+    self_hosted = {
+        (name, job_id)
+        for name, w in workflows.items()
+        for job_id, job in jobs(w)
+        if not is_github_hosted(job)
+    }
+    assert {("docs.yml", "shard"), ("tests.yml", "gpu")} <= self_hosted, self_hosted
+
+
+def test_fork_pull_requests_get_a_github_hosted_preview(workflows):
+    preview = workflows["docs.yml"]["jobs"]["preview"]
+    assert is_github_hosted(preview)
+    assert strip_expression(preview["if"]) == (
+        "github.event_name == 'pull_request'"
+        " && github.event.pull_request.head.repo.full_name != github.repository"
+    )
+    assert any(s.get("run") == "make html" for s in preview["steps"])
+
+
+def test_gpu_jobs_use_the_gpu_environment_without_deployments(workflows):
+    for name, workflow in workflows.items():
+        for job_id, job in jobs(workflow):
+            if not is_github_hosted(job):
+                assert job.get("environment") == {"name": "gpu", "deployment": False}, (
+                    name,
+                    job_id,
+                )
+
+
+def test_nothing_forbidden():
+    texts = {p.name: p.read_text(encoding="utf-8") for p in [*WORKFLOWS.iterdir(), DEPENDABOT]}
+    assert check_forbidden(texts) == []
+    readme = README.read_text(encoding="utf-8")
+    assert "GPU_ALLOW_FORKS" not in readme and "gpu-fork" not in readme
+
+
+def test_cache_keys_never_hold_the_run_id(workflows):
+    assert check_cache_keys(workflows) == []
+
+
+def test_shard_matrix_and_plan_agree(workflows, tmp_path):
+    assert check_shards_agree(workflows["docs.yml"], tmp_path) == []
+
+
+def test_merge_collects_every_shard(workflows):
+    assert check_shard_artifacts(workflows["docs.yml"]) == []
+
+
+def test_every_pipeline_step_names_the_device(workflows):
+    assert check_device(workflows["docs.yml"]) == []
+
+
+def test_deploy_takes_the_uploaded_pages_artifact(workflows):
+    assert check_pages_artifact(workflows["docs.yml"]) == []
+
+
+def test_notebooks_wait_for_the_deploy(workflows):
+    assert check_notebooks_after_deploy(workflows["docs.yml"]) == []
+
+
+def test_dependabot_covers_actions_and_pip():
+    assert check_dependabot(yaml.safe_load(DEPENDABOT.read_text(encoding="utf-8"))) == []
+
+
+def test_actions_pinned_to_one_commit_each():
+    """Full SHAs with a version comment; one SHA per action repository everywhere."""
+    pins = {}
+    for path in sorted(WORKFLOWS.glob("*.y*ml")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            match = re.match(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", line)
+            if not match:
+                continue
+            ref, comment = match.groups()
+            where = f"{path.name}:{number}"
+            assert SHA_PIN.match(ref), f"{where}: {ref} is not pinned to a commit"
+            assert re.fullmatch(r"\s+# v\d+\.\d+\.\d+", comment), f"{where}: no `# vX.Y.Z`"
+            repo = "/".join(ref.split("@")[0].split("/")[:2])
+            pins.setdefault(repo, set()).add(ref.split("@")[1] + comment.strip())
+    assert pins, "no action found"
+    assert {repo: p for repo, p in pins.items() if len(p) > 1} == {}
+
+
+# --- the checks themselves ---------------------------------------------------
+
+GUARD_CASES = {
+    "unguarded self-hosted": (
+        """
+        on: pull_request
+        jobs:
+          gpu: {runs-on: linux-gpu, steps: [{run: "true"}]}
+        """,
+        ["gpu"],
+    ),
+    "guarded self-hosted": (
+        f"""
+        on: [push, pull_request]
+        jobs:
+          gpu:
+            if: {TRUSTED}
+            runs-on: [self-hosted, gpu]
+            steps: [{{run: "true"}}]
+        """,
+        [],
+    ),
+    "guarded, with a further condition": (
+        f"""
+        on: {{pull_request: {{}}}}
+        jobs:
+          gpu:
+            if: ${{{{ ({TRUSTED}) && github.actor != 'dependabot[bot]' }}}}
+            runs-on: ${{{{ vars.GPU_RUNNER || 'linux-gpu' }}}}
+            steps: [{{run: "true"}}]
+        """,
+        [],
+    ),
+    "guard without parentheses (|| binds last)": (
+        f"""
+        on: pull_request
+        jobs:
+          gpu:
+            if: {TRUSTED} && github.actor != 'someone'
+            runs-on: linux-gpu
+            steps: [{{run: "true"}}]
+        """,
+        ["gpu"],
+    ),
+    "guard offered as an alternative": (
+        f"""
+        on: pull_request
+        jobs:
+          gpu:
+            if: ({TRUSTED}) || vars.ALLOW == 'true'
+            runs-on: linux-gpu
+            steps: [{{run: "true"}}]
+        """,
+        ["gpu"],
+    ),
+    "runner from a variable": (
+        """
+        on: pull_request
+        jobs:
+          gpu: {runs-on: "${{ vars.GPU_RUNNER || 'ubuntu-latest' }}", steps: [{run: "true"}]}
+        """,
+        ["gpu"],
+    ),
+    "GitHub-hosted": (
+        """
+        on: pull_request
+        jobs:
+          cpu: {runs-on: ubuntu-latest, steps: [{run: "true"}]}
+          win: {runs-on: [windows-2025], steps: [{run: "true"}]}
+        """,
+        [],
+    ),
+    "self-hosted, but no fork can start the workflow": (
+        """
+        on: {push: {branches: [main]}, workflow_dispatch: {}}
+        jobs:
+          gpu: {runs-on: linux-gpu, steps: [{run: "true"}]}
+        """,
+        [],
+    ),
+    "pull_request_target": (
+        """
+        on: pull_request_target
+        jobs:
+          gpu: {runs-on: linux-gpu, steps: [{run: "true"}]}
+        """,
+        ["gpu"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", GUARD_CASES)
+def test_fork_guard_check(case):
+    text, flagged = GUARD_CASES[case]
+    problems = check_fork_guard({"w.yml": load(textwrap.dedent(text))})
+    assert [re.search(r"job (\S+)", p).group(1) for p in problems] == flagged, problems
+
+
+def test_load_restores_the_on_key():
+    assert load("on: push\njobs: {}\n")["on"] == "push"
+
+
+def test_conjuncts():
+    assert conjuncts(f"${{{{ ({TRUSTED}) && a }}}}") == [TRUSTED, "a"]
+    assert conjuncts(f"({TRUSTED})") == [TRUSTED]
+    assert conjuncts("(a) || (b)") == ["(a) || (b)"]
+    assert conjuncts("a && (b || c) && 'x && y'") == ["a", "b || c", "'x && y'"]
+
+
+def step_of(workflow, job_id, text):
+    """The one step of `job_id` whose name, `uses` or `run` contains `text`."""
+    (found,) = [
+        s
+        for s in workflow["jobs"][job_id]["steps"]
+        if any(text in str(s.get(k, "")) for k in ("name", "uses", "run"))
+    ]
+    return found
+
+
+def mutated(workflows, name, change):
+    broken = copy.deepcopy(workflows)
+    change(broken[name])
+    return broken
+
+
+BREAKAGES = {
+    "unguarded GPU job": (
+        check_fork_guard,
+        lambda w: w["jobs"]["shard"].pop("if"),
+    ),
+    "GPU job guarded by a weaker condition": (
+        check_fork_guard,
+        lambda w: w["jobs"]["shard"].update({"if": "github.repository == 'x/y'"}),
+    ),
+    "run id in a cache key": (
+        check_cache_keys,
+        lambda w: step_of(w, "shard", "torch.compile")["with"].update(
+            key="torch-${{ runner.os }}-${{ github.run_id }}"
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES)
+def test_checks_catch_breakage(workflows, breakage):
+    check, change = BREAKAGES[breakage]
+    assert check(workflows) == []
+    assert check(mutated(workflows, "docs.yml", change)) != []
+
+
+DOCS_BREAKAGES = {
+    "static matrix of another size": (
+        check_shards_agree,
+        lambda w: w["jobs"]["shard"]["strategy"]["matrix"].update(shard=[1, 2, 3]),
+    ),
+    "matrix script ignores N": (
+        check_shards_agree,
+        lambda w: step_of(w, "plan", "Shard matrix").update(
+            run='echo "shards=[1, 2, 3, 4]" >> "$GITHUB_OUTPUT"'
+        ),
+    ),
+    "plan with a literal N": (
+        check_shards_agree,
+        lambda w: step_of(w, "plan", "make plan").update(run="make plan SHARDS=4 DEVICE=cuda"),
+    ),
+    "shard with a literal N": (
+        check_shards_agree,
+        lambda w: step_of(w, "shard", "make shard").update(
+            run='make shard SHARD="$SHARD_INDEX/4" DEVICE="$RECIPES_DEVICE"'
+        ),
+    ),
+    "N not a number": (
+        check_shards_agree,
+        lambda w: w["env"].update(RECIPES_SHARDS="four"),
+    ),
+    "merge downloads another name": (
+        check_shard_artifacts,
+        lambda w: step_of(w, "merge", "download-artifact")["with"].update(pattern="shard-*"),
+    ),
+    "merge without merge-multiple": (
+        check_shard_artifacts,
+        lambda w: step_of(w, "merge", "download-artifact")["with"].pop("merge-multiple"),
+    ),
+    "make merge without the device": (
+        check_device,
+        lambda w: step_of(w, "merge", "make merge").update(run="make merge"),
+    ),
+    "deploy of the default artifact": (
+        check_pages_artifact,
+        lambda w: step_of(w, "deploy", "deploy-pages").pop("with"),
+    ),
+    "Pages artifact named per run only": (
+        check_pages_artifact,
+        lambda w: w["jobs"]["merge"]["env"].update(PAGES_ARTIFACT="pages-${{ github.run_id }}"),
+    ),
+    "notebooks before the deploy": (
+        check_notebooks_after_deploy,
+        lambda w: w["jobs"]["notebooks"].update(needs="merge"),
+    ),
+}
+
+
+@pytest.mark.parametrize("breakage", DOCS_BREAKAGES)
+def test_docs_checks_catch_breakage(workflows, breakage, tmp_path):
+    check, change = DOCS_BREAKAGES[breakage]
+    args = (tmp_path,) if check is check_shards_agree else ()
+    assert check(workflows["docs.yml"], *args) == []
+    assert check(mutated(workflows, "docs.yml", change)["docs.yml"], *args) != []
+
+
+def test_forbidden_check_catches_each_word():
+    for word in FORBIDDEN:
+        assert check_forbidden({"w.yml": f"x: {word}\n"}) != [], word
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda c: c["updates"].pop(0),
+        lambda c: c["updates"][1]["schedule"].update(interval="daily"),
+        lambda c: c["updates"][0].pop("groups"),
+        lambda c: c["updates"][1].pop("ignore"),
+    ],
+    ids=["no actions", "daily pip", "ungrouped actions", "torch not ignored"],
+)
+def test_dependabot_check_catches_breakage(change):
+    config = yaml.safe_load(DEPENDABOT.read_text(encoding="utf-8"))
+    assert check_dependabot(config) == []
+    change(config)
+    assert check_dependabot(config) != []
