@@ -14,6 +14,7 @@ each in a process of its own, before sphinx-gallery renders the gallery.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from dataclasses import dataclass
@@ -148,14 +149,29 @@ def selection(ctx: Context, entries: dict, recipes: dict) -> set[str]:
     if ctx.plan_file:
         return chosen & planned(ctx)
     if ctx.shard:
-        known = recorded_durations(ctx.store, ctx.root)
-        stale = {
-            rid: known.get(rid)
-            for rid in chosen
-            if fate.decide(facts(ctx, entries[rid], recipes[rid], True)).name == "execute"
-        }
-        return set(select.assign_shards(stale, ctx.shard[1])[ctx.shard[0] - 1])
+        return set(local_plan(ctx, entries, recipes, chosen)[ctx.shard[0] - 1])
     return chosen
+
+
+def local_plan(ctx: Context, entries: dict, recipes: dict, chosen: set[str]) -> list[list[str]]:
+    """``SHARD=i/N`` without a plan file: the first shard to ask makes the split and
+    keeps it under the recipes' keys, so that every shard of the same sources, run
+    one after another or side by side, gets the same one."""
+    keys = sorted(f"{rid}={entries[rid]['key']}" for rid in chosen)
+    digest = hashlib.sha256("\n".join([str(ctx.shard[1]), *keys]).encode()).hexdigest()[:16]
+    path = ctx.store.parent / "plans" / f"{digest}.json"
+    kept = records.read_json(path)
+    if kept is not None:
+        return kept["shards"]
+    known = recorded_durations(ctx.store, ctx.root)
+    stale = {
+        rid: known.get(rid)
+        for rid in sorted(chosen)
+        if fate.decide(facts(ctx, entries[rid], recipes[rid], True)).name == "execute"
+    }
+    shards = select.assign_shards(stale, ctx.shard[1])
+    records.write_json(path, {"shards": shards})
+    return shards
 
 
 def planned(ctx: Context) -> set[str]:

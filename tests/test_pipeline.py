@@ -1,0 +1,120 @@
+"""The distributed build, replayed from ``.github/workflows/docs.yml`` itself.
+
+:class:`replay.Replay` runs the workflow's jobs and ``run:`` steps as written
+(the plan job, N shards, the merge), with its caches and artifacts kept in
+folders, three runs in a row: the first executes every recipe, the second
+nothing, the third exactly the one recipe that changed, on exactly one shard.
+The recipes execute on this machine's CPU (the repository variable
+``RECIPES_DEVICE`` is ``cpu`` here, ``cuda`` on GitHub).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+from bs4 import BeautifulSoup
+from conftest import REPO, make_project
+from replay import Replay
+
+pytestmark = pytest.mark.slow
+
+
+def recipe(title: str, body: str) -> str:
+    return f'"""\n{title}\n{"=" * len(title)}\n\nA fixture.\n"""\n\n{body}\n'
+
+
+RECIPES = {
+    "alpha.py": recipe("Alpha", 'print("alpha says", 1 + 1)'),
+    "beta.py": recipe("Beta", 'print("beta says", 2 + 2)'),
+    "group/README.txt": "Group\n-----\n\nA section.\n",
+    "group/gamma.py": recipe("Gamma", 'print("gamma says", 3 + 3)'),
+    "group/delta.py": recipe("Delta", 'print("delta says", 4 + 4)'),
+}
+ALL = {"alpha", "beta", "group/gamma", "group/delta"}
+
+
+def project(tmp_path):
+    """A project the workflow's make targets can run in: fixture recipes, this Makefile."""
+    root = make_project(tmp_path / "project", recipes=RECIPES)
+    for name in ("Makefile", "requirements.txt", "requirements-test.txt"):
+        shutil.copy2(REPO / name, root / name)
+    (root / ".github").symlink_to(REPO / ".github")
+    (root / ".venv").symlink_to(REPO / ".venv")
+    return root
+
+
+def replay(tmp_path, shards: int) -> tuple[Replay, object]:
+    root = project(tmp_path)
+    workflow = Replay(
+        REPO / ".github/workflows/docs.yml", root, tmp_path / "replay", {"RECIPES_DEVICE": "cpu"}
+    )
+    workflow.spec["env"]["RECIPES_SHARDS"] = str(shards)  # the one place N is set
+    return workflow, root
+
+
+def executed(jobs) -> dict[str, list[str]]:
+    """For each shard job of a run, the recipes it executed."""
+    found = {}
+    for job in jobs:
+        if job["job"] == "shard":
+            timings = json.loads(
+                (job["workspace"] / "_build/shard/recipes/timings.json").read_text()
+            )
+            found[job["label"]] = sorted(
+                r["recipe"] for r in timings["recipes"] if r["ran_in_this_build"]
+            )
+    return found
+
+
+def merged_text(jobs, rel: str) -> str:
+    (merge,) = [j for j in jobs if j["job"] == "merge"]
+    html = (merge["workspace"] / "_build/html/recipes" / rel).read_text(encoding="utf-8")
+    return BeautifulSoup(html, "html.parser").select_one("main").get_text(" ", strip=True)
+
+
+def store_saves(jobs) -> list[str]:
+    return [key for j in jobs for key in j["saved"] if key.startswith("recipes-store-")]
+
+
+@pytest.mark.parametrize("shards", [3, 1])
+def test_three_runs_execute_everything_then_nothing_then_the_edit(tmp_path, shards):
+    workflow, root = replay(tmp_path, shards)
+
+    first = workflow.run()
+    ran = executed(first)
+    assert len(ran) == shards
+    everything = [r for names in ran.values() for r in names]
+    assert sorted(everything) == sorted(ALL), ran  # each recipe on exactly one shard
+    assert "alpha says 2" in merged_text(first, "alpha.html")
+    assert "Verified" in merged_text(first, "group/delta.html")
+    assert len(store_saves(first)) == 1
+
+    second = workflow.run()
+    assert all(names == [] for names in executed(second).values()), executed(second)
+    assert "gamma says 6" in merged_text(second, "group/gamma.html")
+    assert store_saves(second) == []  # same content, same key: nothing saved, nothing evicted
+
+    gamma = root / "recipes/group/gamma.py"
+    gamma.write_text(gamma.read_text().replace("3 + 3", "3 * 5"))
+    third = workflow.run()
+    busy = {label: names for label, names in executed(third).items() if names}
+    assert list(busy.values()) == [["group/gamma"]], executed(third)
+    assert "gamma says 15" in merged_text(third, "group/gamma.html")
+    assert "alpha says 2" in merged_text(third, "alpha.html")
+    assert len(store_saves(third)) == 1
+
+
+def test_the_plan_job_alone_decides_what_each_shard_runs(tmp_path):
+    """Shards given the same plan never recompute it: a shard whose own records
+    disagree (an old output left in its folder) still runs exactly its list."""
+    workflow, root = replay(tmp_path, 2)
+    first = workflow.run()
+    plan_file = next(j for j in first if j["job"] == "plan")["workspace"] / "_build/plan/plan.json"
+    plan = json.loads(plan_file.read_text())
+    assert sorted(sum(plan["shards"], [])) == sorted(ALL)
+    ran = executed(first)
+    assert [ran[f"shard-{i + 1}"] for i in range(2)] == plan["shards"]
+    assert re.fullmatch(r"[0-9a-f]{16}", store_saves(first)[0].rsplit("-", 1)[1])
