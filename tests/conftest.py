@@ -54,7 +54,11 @@ def make_project(root: Path, gallery: Path | None = None, recipes: dict | None =
 
 
 def sphinx_build(
-    root: Path, *options: str, timeout: float = 600, env: dict | None = None
+    root: Path,
+    *options: str,
+    timeout: float = 600,
+    env: dict | None = None,
+    conf: Path | None = None,
 ) -> subprocess.CompletedProcess:
     """Run the same command as ``make html`` on a project; return the finished process."""
     cmd = [
@@ -66,7 +70,7 @@ def sphinx_build(
         "-W",
         "--keep-going",
         "-c",
-        str(root),
+        str(conf or root),
         str(root / "docs"),
         str(root / "_build" / "html"),
         *options,
@@ -87,10 +91,36 @@ def run_notebook(nb, workdir: Path, timeout: float = 600):
     return nb
 
 
+# What the built site is made from: a site older than any of these is stale.
+SITE_SOURCES = ("conf.py", "requirements.txt", "recipes", "docs")
+GENERATED = ("docs/recipes", "docs/sg_execution_times.rst")
+
+
+def newest_source() -> float:
+    newest = 0.0
+    for name in SITE_SOURCES:
+        path = REPO / name
+        for file in [path] if path.is_file() else path.rglob("*"):
+            rel = file.relative_to(REPO).as_posix()
+            if file.is_file() and not any(rel.startswith(g) for g in GENERATED):
+                newest = max(newest, file.stat().st_mtime)
+    return newest
+
+
 @pytest.fixture(scope="session")
 def site() -> Path:
-    """The site built by ``make html`` (``make test`` builds it first)."""
+    """The site ``make html`` built, built again first when any source is newer."""
     html = REPO / "_build" / "html"
-    if not (html / "recipes" / "timings.json").exists():
+    stamp = html / "recipes" / "timings.json"  # rewritten by every build
+    if not stamp.exists() or stamp.stat().st_mtime < newest_source():
         subprocess.run(["make", "html"], cwd=REPO, check=True, env=build_env())
+    if stamp.stat().st_mtime < newest_source():
+        pytest.fail(f"{html} is older than its sources even after `make html`")
     return html
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that read the built site are marked ``site`` (``make test-fast`` leaves them out)."""
+    for item in items:
+        if "site" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.site)

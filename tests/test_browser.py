@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import browsers
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from conftest import REPO
+from conftest import FIXTURES, REPO, make_project, sphinx_build
 from playwright.sync_api import sync_playwright
 from recipes_site import meta
 
@@ -314,3 +314,31 @@ def test_computation_times_table_sorts_without_a_library(context, base_url):
     header.locator("button").click()
     assert header.get_attribute("aria-sort") == "descending"
     assert times() == sorted(times(), reverse=True)
+
+
+@pytest.mark.slow
+def test_markup_in_recipe_output_never_runs_in_the_browser(browser, tmp_path):
+    """A figure titled like markup, built into a page and opened: no script runs."""
+    root = make_project(tmp_path, recipes={})
+    shutil.copy(FIXTURES / "faults" / "d_markup_in_title.py", root / "recipes")
+    proc = sphinx_build(root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = root / "_build" / "html"
+    handler = functools.partial(_SiteHandler, directory=str(html))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = browser.new_page()
+        dialogs = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto(f"http://127.0.0.1:{server.server_port}/recipes/d_markup_in_title.html")
+        page.wait_for_load_state("networkidle")
+        alt = page.locator("img.sphx-glr-single-img").get_attribute("alt")
+        injected = page.locator("main script").count()
+        page.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert dialogs == []
+    assert alt == 'F"><script>alert(1)</script>'
+    assert injected == 0

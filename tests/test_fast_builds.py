@@ -57,7 +57,7 @@ PAGES = ["alpha.html", "beta.html", "group/gamma.html", "group/delta.html"]
 def test_incremental_rebuild_and_one_edit(tmp_path):
     root = make_project(tmp_path, recipes=TINY)
     assert sphinx_build(root).returncode == 0
-    assert ran(root) == ["alpha", "beta", "delta", "gamma"]
+    assert ran(root) == ["alpha", "beta", "group/delta", "group/gamma"]
     proc = sphinx_build(root)
     assert proc.returncode == 0
     assert ran(root) == [], "a rebuild with nothing changed executed recipes"
@@ -67,7 +67,7 @@ def test_incremental_rebuild_and_one_edit(tmp_path):
     with open(root / "recipes/group/gamma.py", "a") as f:
         f.write("# an appended comment\n")
     assert sphinx_build(root).returncode == 0
-    assert ran(root) == ["gamma"]
+    assert ran(root) == ["group/gamma"]
 
 
 def test_staleness_key_reruns_on_torch_or_device_change(tmp_path):
@@ -77,6 +77,7 @@ def test_staleness_key_reruns_on_torch_or_device_change(tmp_path):
     data = json.loads(record.read_text())
     data["key"] = "from-another-torch"  # as if built with another torch or device
     record.write_text(json.dumps(data))
+    shutil.rmtree(root / ".cache/recipes/store")  # and no output of this key kept
     assert sphinx_build(root).returncode == 0
     assert ran(root) == ["alpha"]
 
@@ -85,9 +86,21 @@ def test_recipe_selection_executes_only_matches(tmp_path):
     root = make_project(tmp_path, recipes=TINY)
     proc = sphinx_build(root, "-D", "recipes_select=group/*")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert ran(root) == ["delta", "gamma"]
+    assert ran(root) == ["group/delta", "group/gamma"]
     assert timings(root)["alpha"]["status"] == "not-run"
     assert "Not selected for execution in this build" in page_text(root, "alpha.html")
+
+
+def merge(root):
+    """``make merge`` on a project whose shards ran in its own folder."""
+    done = subprocess.run(
+        [sys.executable, "-m", "recipes_site.pipeline", "merge", "--project", str(root),
+         "--source", "docs", "--device", "cpu"],
+        env=build_env(PYTHONPATH=str(REPO / "docs" / "_ext")),
+        capture_output=True, text=True, cwd=root,
+    )  # fmt: skip
+    render = sphinx_build(root, "-D", "plot_gallery=0", "-D", "recipes_require_all=1")
+    return done, render
 
 
 def test_shards_merge_into_the_same_site_as_one_build(tmp_path):
@@ -95,26 +108,17 @@ def test_shards_merge_into_the_same_site_as_one_build(tmp_path):
     assert sphinx_build(single).returncode == 0
 
     root = make_project(tmp_path / "sharded", recipes=TINY)
-    shards = root / "_build" / "shards"
     executed = []
     for i in (1, 2):
         proc = sphinx_build(root, "-D", f"recipes_shard={i}/2", "-D", "recipes_strict=1")
         assert proc.returncode == 0, proc.stderr[-3000:]
         executed.append(ran(root))
-        shutil.copytree(root / "docs/recipes", shards / f"shard-{i}")
-        shutil.rmtree(root / "docs/recipes")
-    assert sorted(sum(executed, [])) == ["alpha", "beta", "delta", "gamma"]
-    assert all(len(e) == 2 for e in executed), executed
+    assert sorted(sum(executed, [])) == ["alpha", "beta", "group/delta", "group/gamma"]
+    assert all(len(e) == 2 for e in executed), executed  # one split, whichever shard asks
 
-    merge = subprocess.run(
-        [sys.executable, "-m", "recipes_site.merge", str(shards), str(root / "docs/recipes")],
-        env=build_env(PYTHONPATH=str(REPO / "docs" / "_ext")),
-        capture_output=True,
-        text=True,
-    )
-    assert merge.returncode == 0, merge.stderr
-    proc = sphinx_build(root, "-D", "plot_gallery=0", "-D", "recipes_require_all=1")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    done, render = merge(root)
+    assert done.returncode == 0, done.stderr
+    assert render.returncode == 0, render.stderr[-3000:]
     assert ran(root) == []
     assert {r["status"] for r in timings(root).values()} == {"executed"}
     for rel in PAGES:
@@ -125,6 +129,93 @@ def test_merge_refuses_a_recipe_no_shard_executed(tmp_path):
     root = make_project(tmp_path, recipes=TINY)
     proc = sphinx_build(root, "-D", "recipes_shard=1/2")
     assert proc.returncode == 0
-    proc = sphinx_build(root, "-D", "plot_gallery=0", "-D", "recipes_require_all=1")
+    done, render = merge(root)
+    assert done.returncode != 0
+    assert re.search(r"merge: \S+: no output for its current source on cpu", done.stderr)
+    assert render.returncode != 0
+    assert "recipe has no output for its current source in the store (not-run)" in render.stderr
+
+
+def test_an_edit_is_never_served_from_old_output(tmp_path):
+    """An unselected recipe whose source changed shows no output, not the old one."""
+    root = make_project(tmp_path, recipes=TINY)
+    assert sphinx_build(root).returncode == 0
+    alpha = root / "recipes/alpha.py"
+    alpha.write_text(alpha.read_text().replace("* 2", "* 3"))
+    assert sphinx_build(root, "-D", "recipes_select=beta").returncode == 0
+    assert timings(root)["alpha"]["status"] == "not-run"
+    assert "tensor([0, 2, 4])" not in page_text(root, "alpha.html")
+
+
+def test_switching_back_to_an_earlier_source_restores_its_output(tmp_path):
+    root = make_project(tmp_path, recipes=TINY)
+    assert sphinx_build(root).returncode == 0
+    alpha = root / "recipes/alpha.py"
+    original = alpha.read_text()
+    alpha.write_text(original.replace("* 2", "* 3"))
+    assert sphinx_build(root).returncode == 0
+    assert ran(root) == ["alpha"]
+    alpha.write_text(original)
+    assert sphinx_build(root).returncode == 0
+    assert ran(root) == [], "the store held this source's output"
+    assert "tensor([0, 2, 4])" in page_text(root, "alpha.html")
+
+
+def test_the_same_file_name_in_two_sections(tmp_path):
+    def plotting(word):
+        body = (
+            "import matplotlib.pyplot as plt\n\n"
+            f'print("{word}")\nplt.plot([1, 2])\nplt.title("{word}")\nplt.show()'
+        )
+        return recipe(word.capitalize(), body)
+
+    root = make_project(
+        tmp_path,
+        recipes={
+            "a/README.txt": "A\n-\n\nSection a.\n",
+            "b/README.txt": "B\n-\n\nSection b.\n",
+            "a/same.py": plotting("first"),
+            "b/same.py": plotting("second"),
+        },
+    )
+    proc = sphinx_build(root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert set(timings(root)) == {"a/same", "b/same"}
+    html = root / "_build/html/recipes"
+    for section, word in (("a", "first"), ("b", "second")):
+        page = BeautifulSoup((html / section / "same.html").read_text(), "html.parser")
+        assert word in page.select_one("main").get_text()
+        img = page.select_one("img.sphx-glr-single-img")
+        assert img["alt"] == word
+        assert (html / section / img["src"]).resolve().read_bytes() == (
+            root / f"docs/recipes/{section}/images/sphx_glr_same_001.png"
+        ).read_bytes()
+
+
+def test_problems_in_a_recipes_text_point_at_the_recipe(tmp_path):
+    text = (
+        '"""\nBad text\n========\n\nA summary.\n"""\n\nprint("ok")\n\n'
+        "# %%\n# A section\n# ---------\n#\n"
+        "# A paragraph on\n# two lines\n#   indented for no reason\n"
+    )
+    root = make_project(tmp_path, recipes={"bad_text.py": text})
+    proc = sphinx_build(root)
     assert proc.returncode != 0
-    assert "recipe was not executed by any shard (not-run)" in proc.stderr
+    assert re.search(
+        r"recipes/bad_text\.py:16: (ERROR|WARNING): Unexpected indentation", proc.stderr
+    )
+    assert "docs/recipes/bad_text.rst" not in proc.stderr
+    assert re.search(
+        r"text problem: \S*recipes/bad_text\.py:16: Unexpected indentation", proc.stdout
+    )
+
+
+def test_a_wide_title_is_measured_as_docutils_measures_it(tmp_path):
+    short = '"""\nTorch 入門です\n==========\n\nA summary.\n"""\n\nprint("ok")\n'
+    root = make_project(tmp_path, recipes={"wide.py": short})
+    proc = sphinx_build(root)
+    assert proc.returncode != 0
+    assert "wide.py:3: ERROR: recipe failed: the title underline is shorter" in proc.stderr
+    assert "Title underline too short" not in proc.stderr
+    (root / "recipes/wide.py").write_text(short.replace("==========", "=" * 14))
+    assert sphinx_build(root).returncode == 0

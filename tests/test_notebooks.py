@@ -14,12 +14,14 @@ import types
 from pathlib import Path
 
 import nbformat
+import pytest
 from conftest import REPO, build_env, run_notebook
 from recipes_site import notebooks
 
 TIMEOUT = 600
 
 
+@pytest.mark.slow
 def test_the_kernel_runs_this_interpreter_with_the_build_environment(tmp_path):
     nb = nbformat.v4.new_notebook(
         cells=[

@@ -350,6 +350,7 @@ def test_chart_bars_scale_with_time():
 # make new ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_make_new_writes_a_recipe_that_builds_and_runs(tmp_path):
     project = tmp_path / "project"
     (project / "docs").mkdir(parents=True)
@@ -426,7 +427,7 @@ def test_old_computation_times_pages_are_removed(tmp_path):
         (out / f"{rel}.html").parent.mkdir(parents=True, exist_ok=True)
         (out / f"{rel}.html").write_text("<script src='https://code.jquery.com/x.js'>")
     records.write_manifest(
-        src / "recipes", {"recipes": {}, "torch": "2.13.0", "host": "cpu"}, started=0
+        src / "recipes", {"recipes": {}, "torch": "2.13.0", "host": "cpu"}, build="b"
     )
     app = types.SimpleNamespace(
         srcdir=str(src),

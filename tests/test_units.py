@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import types
+from pathlib import Path
 
 import pytest
 from recipes_site import (
@@ -14,6 +15,8 @@ from recipes_site import (
     outcome,
     outputs,
     pages,
+    pipeline,
+    plan,
     records,
     report,
     select,
@@ -340,6 +343,14 @@ def test_a_failure_is_fatal_with_its_traceback_and_a_crash_with_its_output():
     )
     ((text, where),) = report.problems([crashed], strict=False)[0]
     assert text.startswith("recipe crashed: Aborted (signal 6)\n") and "c10::Error" in text
+
+
+def test_a_slow_recipe_is_a_note_in_the_summary_not_a_failure():
+    notes = outcome._notes("r.py", {"truncated": []}, seconds=31.5, budget=30)
+    assert notes == ["ran 31.5 s, slower than the site's budget of 30 s"]
+    assert outcome._notes("r.py", None, seconds=29.0, budget=30) == []
+    fatal, shown = report.problems([_row(notes=notes)], strict=True)
+    assert fatal == [] and shown == ["r.py: ran 31.5 s, slower than the site's budget of 30 s"]
 
 
 def test_a_recipe_planned_to_run_without_a_record_of_this_build_is_fatal():
@@ -718,3 +729,92 @@ def test_no_function_of_the_extension_reaches_60_lines():
                 if length >= 60:
                     long.append(f"{path.name}:{node.lineno} {node.name} ({length} lines)")
     assert long == []
+
+
+# ---------------------------------------------------------------- one plan per run
+
+
+def test_the_plan_gives_every_stale_recipe_to_exactly_one_shard(tmp_path):
+    keys = {f"r{i}": f"k{i}" for i in range(7)}
+    section = tmp_path / "section"
+    lay_out(section, "r0")
+    store.put(tmp_path / "s", "k0", "r0", section, "r0",
+              records.new_record("r0", "", "executed", "k0", "", seconds=3.0))  # fmt: skip
+    first = pipeline.make_plan(keys, tmp_path / "s", 3)
+    assert first == pipeline.make_plan(dict(reversed(list(keys.items()))), tmp_path / "s", 3)
+    assert sorted(sum(first["shards"], [])) == [f"r{i}" for i in range(1, 7)]
+    assert len(first["shards"]) == 3
+
+
+def test_local_shards_share_one_split_whatever_ran_before(tmp_path):
+    """Shards computing their own split from their own state disagree once one of
+    them has run; ``SHARD=i/N`` keeps the first split for the same sources."""
+    recipes_dir = tmp_path / "recipes"
+    recipes_dir.mkdir()
+    recipes = {}
+    for name in "abcdef":
+        path = write(recipes_dir, f'"""\n{name}\n===\n"""\nprint(1)\n', f"{name}.py")
+        recipes[name] = meta.read_recipe(path)
+
+    def context(index):
+        return plan.Context(
+            examples=recipes_dir, root=tmp_path / "docs" / "recipes", docs_prefix="recipes",
+            store=tmp_path / "store", executing=True, host=meta.Host(), device="cpu",
+            torch="2.13.0", settings="", select="", shard=(index, 2), plan_file="", build="b",
+        )  # fmt: skip
+
+    entries = {rid: plan.new_entry(context(1), rid, m) for rid, m in recipes.items()}
+    first = plan.selection(context(1), entries, recipes)
+    entry = entries[sorted(first)[0]]  # as if shard 1 had run one of its recipes
+    section = Path(entry["target_dir"])
+    lay_out(section, entry["stem"])
+    record = records.new_record(entry["id"], "", "executed", entry["key"], "")
+    store.put(tmp_path / "store", entry["key"], entry["id"], section, entry["stem"], record)
+    second = plan.selection(context(2), entries, recipes)
+    assert first | second == set(recipes) and not first & second
+
+
+# ---------------------------------------------------------------- test tools
+
+
+def test_the_browser_comes_from_recipes_chromium_first(tmp_path, monkeypatch):
+    import browsers
+
+    fake = tmp_path / "chrome"
+    fake.write_text("")
+    monkeypatch.setenv("RECIPES_CHROMIUM", str(fake))
+    assert browsers.find() == fake
+    monkeypatch.setenv("RECIPES_CHROMIUM", str(tmp_path / "missing"))
+    assert browsers.find() is None
+    for way in ("RECIPES_CHROMIUM=", "apt-get install chromium", "playwright install chromium"):
+        assert way in browsers.MISSING
+
+
+def test_make_serve_needs_no_test_tools():
+    import subprocess
+
+    from conftest import REPO
+
+    done = subprocess.run(
+        ["make", "-n", "-B", "serve", "PY=python"], cwd=REPO, capture_output=True, text=True
+    )
+    assert "requirements-serve.txt" in done.stdout
+    assert "requirements-test.txt" not in done.stdout and "browsers.py" not in done.stdout
+
+
+def test_a_site_older_than_its_sources_is_stale(tmp_path, monkeypatch):
+    import os
+
+    import conftest
+
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "docs" / "recipes").mkdir(parents=True)
+    (tmp_path / "conf.py").write_text("")
+    (tmp_path / "recipes" / "a.py").write_text("")
+    os.utime(tmp_path / "recipes" / "a.py", (1000, 1000))
+    os.utime(tmp_path / "conf.py", (1000, 1000))
+    (tmp_path / "docs" / "recipes" / "generated.rst").write_text("")  # newer, but generated
+    monkeypatch.setattr(conftest, "REPO", tmp_path)
+    assert conftest.newest_source() == 1000
+    os.utime(tmp_path / "recipes" / "a.py", (2000, 2000))
+    assert conftest.newest_source() == 2000
