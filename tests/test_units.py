@@ -387,9 +387,9 @@ def test_cuda_is_ruled_out_without_importing_torch(monkeypatch, tmp_path):
     assert meta.Host.detect() == meta.Host()
     assert "torch" not in sys.modules
     monkeypatch.setattr(meta.importlib.metadata, "version", lambda name: "2.13.0")
-    monkeypatch.setattr(meta, "NVIDIA_PROC", tmp_path / "nvidia")
+    monkeypatch.setattr(meta, "NVIDIA_PROC", (tmp_path / "nvidia", tmp_path / "nvidiactl"))
     assert meta.cuda_possible() is (sys.platform != "linux")
-    (tmp_path / "nvidia").mkdir()
+    (tmp_path / "nvidiactl").touch()
     assert meta.cuda_possible() is True
 
 

@@ -458,14 +458,29 @@ def run_one(spec: dict, gallery_conf: dict) -> dict:
     return result
 
 
-def main(specs: list[dict], gallery_conf: dict) -> None:
-    """Entry point of the child process (a ``multiprocessing.Process`` target)."""
+def main(specs: list[dict], gallery_conf: dict, conn=None) -> None:
+    """Run ``specs`` (one recipe, unless isolation is off) and report each to ``conn``."""
     global _log
     _log = _detach(specs[0])
     events = _prepare(specs[0])
     for spec in specs:
         events.follow(spec)
         write_result(spec["result"], run_one(spec, gallery_conf))
+        if conn is not None:
+            conn.send(spec["result"])
     _log.flush()
     # Returning ends the process as a script ends: multiprocessing waits for
     # the threads the recipe left running. The parent allows a few seconds.
+
+
+def standby(conn, gallery_conf: dict) -> None:
+    """Entry point of a recipe process (a ``multiprocessing.Process`` target).
+
+    The parent forks the next process while the current recipe runs; it waits
+    here, already forked and bootstrapped, until it is given its recipes.
+    """
+    try:
+        specs = conn.recv()
+    except (EOFError, KeyboardInterrupt):  # the build ended, or was stopped, first
+        return
+    main(specs, gallery_conf, conn)

@@ -33,8 +33,10 @@ import signal
 import tempfile
 import time
 from dataclasses import dataclass, field
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
+
+from sphinx.errors import ExtensionError
 
 from . import child, outcome, records, sourcetree
 
@@ -61,6 +63,7 @@ class Job:
 class Child:
     jobs: list[Job]  # one, unless isolation is off (``recipes_isolate = 0``, for measuring it)
     process: multiprocessing.Process
+    conn: Connection  # the child says here when each of its recipes is done
     started: float
     deadline: float
     stopping: str = ""  # why the supervisor stopped it: time, memory, exit, log
@@ -117,6 +120,8 @@ class Supervisor:
             os.environ["PYTHONPATH"] = os.pathsep.join([ext, *filter(None, paths)])
         self.running: list[Child] = []
         self.done: list[Child] = []
+        self.warm_seconds: float | None = None  # how long the warm parent took to start
+        self.standby: tuple[multiprocessing.Process, Connection] | None = None
         self.tree = sourcetree.snapshot(settings["project"], settings["ignored"])
 
     # ---------------------------------------------------------------- scheduling
@@ -126,9 +131,11 @@ class Supervisor:
         try:
             while queue or self.running:
                 self._start_ready(queue)
-                wait([c.process.sentinel for c in self.running], timeout=POLL)
+                waiting = [c.conn for c in self.running if not c.result_at]
+                wait([c.process.sentinel for c in self.running] + waiting, timeout=POLL)
                 now = time.monotonic()
                 for c in list(self.running):
+                    self._listen(c, now)
                     if c.process.exitcode is not None:
                         self._reap(c)
                     else:
@@ -136,18 +143,48 @@ class Supervisor:
         finally:
             for c in self.running:  # interrupted: leave nothing behind
                 _signal_group(c, signal.SIGKILL)
+            self._dismiss_standby()
         return self.done
 
     def _start_ready(self, queue: list[Job]) -> None:
         if not self.settings["isolate"]:
             if queue and not self.running:
-                self._start(queue[:])
+                self._start(queue[:], more=False)
                 queue.clear()
             return
-        while queue and len(self.running) < self.settings["jobs"]:
-            if self.running and (queue[0].serial or any(c.serial for c in self.running)):
+        # A child whose recipe is done no longer holds a place while its process
+        # ends, but a recipe that must run alone waits for every process to end.
+        busy = [c for c in self.running if not c.result_at]
+        while queue and len(busy) < self.settings["jobs"]:
+            if (queue[0].serial and self.running) or any(c.serial for c in busy):
                 return
-            self._start([queue.pop(0)])
+            busy.append(self._start([queue.pop(0)], more=bool(queue)))
+
+    def _fork(self) -> tuple[multiprocessing.Process, Connection]:
+        """A recipe process, forked and waiting for its recipes."""
+        mine, theirs = self.context.Pipe()
+        process = self.context.Process(target=child.standby, args=(theirs, self.gallery_conf))
+        before = time.monotonic()
+        try:
+            process.start()  # the first start waits for the warm parent's imports
+        except (EOFError, OSError) as exc:
+            raise ExtensionError(
+                "the warm parent that recipes are forked from did not start "
+                f"({exc!r}); its own error is printed above"
+            ) from None
+        if self.warm_seconds is None:
+            self.warm_seconds = time.monotonic() - before
+        theirs.close()
+        return process, mine
+
+    def _dismiss_standby(self) -> None:
+        if self.standby is not None:
+            process, conn = self.standby
+            conn.close()  # it reads the end of the pipe and returns
+            process.join(timeout=5)
+            if process.exitcode is None:
+                process.kill()
+            self.standby = None
 
     def _spec(self, job: Job) -> dict:
         return {
@@ -165,19 +202,32 @@ class Supervisor:
             "page_limit": self.settings["page_limit"],
         }
 
-    def _start(self, jobs: list[Job]) -> None:
+    def _start(self, jobs: list[Job], more: bool) -> Child:
+        """Give ``jobs`` to the waiting process (or a new one); fork the next if ``more``."""
         self._look_for_changes()
-        specs = [self._spec(job) for job in jobs]
-        process = self.context.Process(
-            target=child.main, args=(specs, self.gallery_conf), name=jobs[0].entry["id"]
-        )
-        process.start()  # the first start waits for the warm parent's imports
+        process, conn = self.standby or self._fork()
+        self.standby = None
+        conn.send([self._spec(job) for job in jobs])
         now = time.monotonic()
         timeout = sum(job.entry["timeout"] for job in jobs)
-        self.running.append(Child(jobs, process, now, now + timeout))
+        c = Child(jobs, process, conn, now, now + timeout)
+        self.running.append(c)
+        if more:
+            self.standby = self._fork()
+        return c
+
+    def _listen(self, c: Child, now: float) -> None:
+        """Note when the child says its last recipe is done (its process then ends)."""
+        try:
+            while not c.result_at and c.conn.poll():
+                if c.conn.recv() == c.job.result:
+                    c.result_at = now
+        except (EOFError, OSError):  # it ended without saying so: its exit tells why
+            pass
 
     def _reap(self, c: Child) -> None:
         c.process.join()
+        c.conn.close()
         _signal_group(c, signal.SIGKILL)  # anything it started and left behind
         c.ended = time.monotonic()
         self._look_for_changes()
@@ -283,7 +333,8 @@ def jobs_for(entries: list[dict], tmp: Path, settings: dict) -> list[Job]:
                 events=str(tmp / f"{stem}.events"),
                 result=str(tmp / f"{stem}.result.json"),
                 memory_limit=entry.get("memory_limit") or settings["memory_limit"],
-                threads=threads,
+                # A recipe that runs alone gets every core; side by side, a share.
+                threads=threads if entry.get("parallel", True) else 0,
                 serial=not entry.get("parallel", True),
             )
         )
@@ -307,7 +358,8 @@ def settings_for(app, manifest: dict, entries: list[dict]) -> dict:
         "memory_limit": meta.parse_size(limit) if limit else default_memory_limit(),
         "cell_limit": config.recipes_output_cell_limit,
         "page_limit": config.recipes_output_page_limit,
-        "warm_compile": needs_compiler(entries),
+        # Never where CUDA may be: see warm_compile.py.
+        "warm_compile": needs_compiler(entries) and manifest.get("device") != "cuda",
         "durations": plan.recorded_durations(Path(manifest["store"]), gallery),
     }
 
@@ -331,4 +383,4 @@ def execute(app) -> None:
         for c in finished:
             for job in c.jobs:
                 outcome.conclude(app, manifest, c, job)
-        outcome.log_execution(finished, wall, settings)
+        outcome.log_execution(finished, wall, supervisor.warm_seconds or 0.0, settings)

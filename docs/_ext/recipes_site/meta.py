@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_TIMEOUT = 600.0
-# Present on Linux exactly when the NVIDIA driver is loaded.
-NVIDIA_PROC = Path("/proc/driver/nvidia")
+# On Linux, one of these is present exactly when the NVIDIA driver is loaded.
+NVIDIA_PROC = (Path("/proc/driver/nvidia"), Path("/dev/nvidiactl"))
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(|B|[KMGT]B|[KMGT]iB)\s*$", re.I)
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 _UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
@@ -355,7 +355,8 @@ def cuda_possible() -> bool:
     """False when CUDA certainly cannot work here, decided without importing torch.
 
     A CPU build of torch says so in its version (``2.13.0+cpu``), and a Linux
-    machine without the NVIDIA driver has no ``/proc/driver/nvidia``.
+    machine without the NVIDIA driver has neither ``/proc/driver/nvidia`` nor
+    ``/dev/nvidiactl``.
     """
     try:
         version = importlib.metadata.version("torch")
@@ -363,7 +364,7 @@ def cuda_possible() -> bool:
         return False
     if version.endswith("+cpu"):
         return False
-    return not (sys.platform == "linux" and not NVIDIA_PROC.exists())
+    return sys.platform != "linux" or any(p.exists() for p in NVIDIA_PROC)
 
 
 def unmet(meta: RecipeMeta, host: Host) -> list[str]:

@@ -260,11 +260,14 @@ def attribute_changes(children: list, project: str) -> None:
             job.files_written.add(path)
 
 
-def log_execution(children: list, wall: float, settings: dict) -> None:
+def log_execution(children: list, wall: float, warm: float, settings: dict) -> None:
     jobs = [job for c in children for job in c.jobs]
     cold = [j.entry["rel"] for j in jobs if not (_read_json(j.result) or {}).get("warm", True)]
     mode = f"{settings['jobs']} at a time" if settings["isolate"] else "all in one process"
-    logger.info(f"[recipes] executed {len(jobs)} recipes ({mode}) in {wall:.1f} s")
+    logger.info(
+        f"[recipes] executed {len(jobs)} recipes ({mode}) in {wall:.2f} s, "
+        f"{warm:.2f} s of it starting the warm parent"
+    )
     if cold:
         logger.warning(
             "[recipes] these recipes ran in a process that had not preloaded torch "

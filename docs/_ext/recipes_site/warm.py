@@ -30,8 +30,16 @@ def _import() -> None:
         import matplotlib
 
         matplotlib.use("agg")
+        import matplotlib.animation  # noqa: F401
         import matplotlib.pyplot  # noqa: F401
+        import PIL.Image  # noqa: F401
+
+        # What a recipe process unpickles and runs: the gallery configuration
+        # refers to sphinx_gallery.gen_gallery (which imports Sphinx and
+        # Pygments), and generating a page uses the rest.
+        import sphinx_gallery.gen_gallery  # noqa: F401
         import sphinx_gallery.gen_rst  # noqa: F401
+        import sphinx_gallery.notebook  # noqa: F401
         import torch
         import torch._dynamo  # noqa: F401
         import torch._inductor.compile_fx  # noqa: F401

@@ -1,6 +1,10 @@
 """The warm parent, plus one small ``torch.compile`` done once before any fork.
 
-Preloaded instead of :mod:`.warm` when a recipe to execute uses the compiler.
+Preloaded instead of :mod:`.warm` when a recipe to execute uses the compiler,
+on machines without CUDA only: on an H200, compiling even a CPU function
+initialised CUDA in the parent (the compiler saves and restores the CUDA
+random state when CUDA is available), and a process that did cannot fork
+children that use CUDA. There the children pay for their first compile.
 The first compile in a process pays for set-up that later ones do not (lazy
 imports of the lowering and code-generation modules, the C++ toolchain
 probe, loading the compile cache); done here, every recipe process inherits
@@ -18,6 +22,9 @@ from . import warm
 def _compile_once() -> None:
     import torch
     from torch._dynamo.utils import counters
+
+    if torch.cuda.is_available():  # asks NVML (see warm.py): no CUDA context yet
+        return
 
     def step(x, w):
         return torch.nn.functional.gelu(x @ w).sum(dim=-1) + x.sin().mean()
