@@ -26,6 +26,11 @@ def build_env(**extra: str) -> dict:
     return env
 
 
+def recipe(title: str, body: str) -> str:
+    """A minimal valid recipe: a title, a one-line summary, then ``body``."""
+    return f'"""\n{title}\n{"=" * len(title)}\n\nA fixture.\n"""\n\n{body}\n'
+
+
 def make_project(root: Path, gallery: Path | None = None, recipes: dict | None = None) -> Path:
     """A copy of this site's Sphinx project whose recipes come from ``gallery``.
 

@@ -10,13 +10,9 @@ import sys
 
 import pytest
 from bs4 import BeautifulSoup
-from conftest import REPO, build_env, make_project, sphinx_build
+from conftest import REPO, build_env, make_project, recipe, sphinx_build
 
 pytestmark = pytest.mark.slow
-
-
-def recipe(title: str, body: str) -> str:
-    return f'"""\n{title}\n{"=" * len(title)}\n\nA fixture.\n"""\n\n{body}\n'
 
 
 TINY = {

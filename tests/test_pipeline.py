@@ -16,14 +16,10 @@ import shutil
 
 import pytest
 from bs4 import BeautifulSoup
-from conftest import REPO, make_project
+from conftest import REPO, make_project, recipe
 from replay import Replay
 
 pytestmark = pytest.mark.slow
-
-
-def recipe(title: str, body: str) -> str:
-    return f'"""\n{title}\n{"=" * len(title)}\n\nA fixture.\n"""\n\n{body}\n'
 
 
 RECIPES = {
