@@ -91,14 +91,6 @@ def remove_images(section: Path | str, stem: str) -> None:
         path.unlink(missing_ok=True)
 
 
-def stems(section: Path | str) -> set[str]:
-    """The recipes that have a record in ``section``."""
-    section = Path(section)
-    if not section.is_dir():
-        return set()
-    return {p.name[: -len(RECORD)] for p in section.iterdir() if p.name.endswith(RECORD)}
-
-
 def is_current(section: Path | str, stem: str) -> bool:
     """True when sphinx-gallery will reuse the page instead of generating it again."""
     from sphinx_gallery.gen_rst import md5sum_is_current
