@@ -23,7 +23,6 @@ loggers, open files) ends with this process.
 from __future__ import annotations
 
 import faulthandler
-import json
 import logging
 import os
 import random
@@ -36,7 +35,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import outputs
+from . import outputs, records
 
 # Messages PyTorch raises when a recipe asks for CUDA on a machine without it.
 _NO_CUDA = re.compile(
@@ -48,6 +47,7 @@ _NO_CUDA = re.compile(
 )
 _DRIFT = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 EXIT_GRACE = 5.0  # seconds the parent waits, after the result, for the process to end
+LOG_LIMIT = 64 * 10**6  # bytes the parent lets a process write to its C-level output
 TIME_LIMIT_SIGNAL = signal.SIGTERM  # the parent's first, polite, stop
 DUMP_SIGNAL = signal.SIGUSR1  # the parent asks for every thread's traceback
 
@@ -425,13 +425,6 @@ def _finish(spec: dict, run: Run, out_vars: dict) -> dict:
     }
 
 
-def write_result(path: str, result: dict) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(result, f)
-    os.replace(tmp, path)
-
-
 def run_one(spec: dict, gallery_conf: dict) -> dict:
     """Execute one recipe through sphinx-gallery; return its result for the parent."""
     global _current
@@ -465,7 +458,7 @@ def main(specs: list[dict], gallery_conf: dict, conn=None) -> None:
     events = _prepare(specs[0])
     for spec in specs:
         events.follow(spec)
-        write_result(spec["result"], run_one(spec, gallery_conf))
+        records.write_json(Path(spec["result"]), run_one(spec, gallery_conf))
         if conn is not None:
             conn.send(spec["result"])
     _log.flush()

@@ -38,12 +38,12 @@ from pathlib import Path
 
 from sphinx.errors import ExtensionError
 
-from . import child, outcome, records, sourcetree
+from . import child, meta, outcome, plan, records, sourcetree
 
 POLL = 0.05  # seconds between looks at running children
 TERM_GRACE = 3.0  # from SIGTERM at the time limit to SIGKILL
 EXIT_GRACE = child.EXIT_GRACE  # from the result to the end of the process
-LOG_LIMIT = 64 * 2**20  # bytes a child may write to its C-level output
+LOG_LIMIT = child.LOG_LIMIT
 _COMPILE = re.compile(r"\btorch\.(compile|export|_dynamo|_inductor)\b|\baot_\w+\(")
 
 
@@ -245,8 +245,6 @@ class Supervisor:
     # ---------------------------------------------------------------- supervision
 
     def _police(self, c: Child, now: float) -> None:
-        if not c.result_at and os.path.exists(c.job.result):  # the last job's result
-            c.result_at = now
         if c.stopping and now >= c.kill_at:
             _signal_group(c, signal.SIGKILL)
         elif c.result_at and now - c.result_at > EXIT_GRACE and not c.stopping:
@@ -348,8 +346,6 @@ def settings_for(app, manifest: dict, entries: list[dict]) -> dict:
     project = Path(app.confdir).resolve()
     gallery = records.gallery_root(config.sphinx_gallery_conf)
     limit = manifest.get("memory_limit")
-    from . import meta, plan
-
     return {
         "jobs": max(1, int(manifest["jobs"])),
         "isolate": bool(manifest.get("isolate", True)),
@@ -358,8 +354,7 @@ def settings_for(app, manifest: dict, entries: list[dict]) -> dict:
         "memory_limit": meta.parse_size(limit) if limit else default_memory_limit(),
         "cell_limit": config.recipes_output_cell_limit,
         "page_limit": config.recipes_output_page_limit,
-        # Never where CUDA may be: see warm_compile.py.
-        "warm_compile": needs_compiler(entries) and manifest.get("device") != "cuda",
+        "warm_compile": needs_compiler(entries),
         "durations": plan.recorded_durations(Path(manifest["store"]), gallery),
     }
 

@@ -11,7 +11,6 @@ output under the recipe's key.
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import re
 import signal
 from pathlib import Path
@@ -19,20 +18,13 @@ from pathlib import Path
 from sphinx.util import logging
 
 from . import child as child_module
-from . import layout, meta, outputs, records, store
+from . import layout, meta, records, store
 
 logger = logging.getLogger(__name__)
 
 _FRAME = re.compile(r'^\s+File "(?P<file>.+)", line (?P<line>\d+) in (?P<name>\S+)', re.M)
 _THREAD = re.compile(r"^(?:Current thread|Thread) 0x[0-9a-f]+", re.M)
 LOG_TAIL = 15  # lines of a crashed recipe's own output shown in its record
-
-
-def _read_json(path: str) -> dict | None:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def _read_text(path: str) -> str:
@@ -103,7 +95,10 @@ def stopped(child, job, cell: int, limit: int | None) -> tuple[str, str]:
             f"used more than its memory limit of {size} ({seen} resident) and was stopped{where}"
         )
     if child.stopping == "log":
-        return "failed", f"wrote more than 64 MB of output outside Python and was stopped{where}"
+        return "failed", (
+            f"wrote more than {meta.format_size(child_module.LOG_LIMIT)} of output outside "
+            f"Python and was stopped{where}"
+        )
     if code is not None and code < 0:
         text = f"recipe crashed: {_signal_name(-code)}{where}"
         if -code == signal.SIGKILL:
@@ -164,7 +159,7 @@ def _notes(src: str, result: dict | None, seconds: float, budget: float) -> list
         notes.append(
             f"the output of the code cell at line {cell_start(src, cut['line'])} was cut "
             f"to its first "
-            f"{outputs.size_text(cut['shown'])} of {outputs.size_text(cut['total'])}"
+            f"{meta.format_size(cut['shown'])} of {meta.format_size(cut['total'])}"
         )
     if budget and seconds > budget:
         notes.append(f"ran {seconds:.1f} s, slower than the site's budget of {budget:g} s")
@@ -181,7 +176,7 @@ def torch_version() -> str:
 def conclude(app, manifest: dict, child, job) -> dict:
     """Write the record of ``job`` (run by ``child``); keep or drop its page; store it."""
     entry = job.entry
-    result = _read_json(job.result)
+    result = records.read_json(job.result)
     if result is not None and result.get("page"):
         fields = _from_result(child, job, result)
     else:
@@ -248,7 +243,7 @@ def attribute_changes(children: list, project: str) -> None:
     for c in children:
         for job in c.jobs:
             job.files_written = set()
-            paths = (_read_json(job.result) or {}).get("touched", [])
+            paths = (records.read_json(job.result) or {}).get("touched", [])
             touched[id(job)] = {
                 str(Path(p).relative_to(project)) for p in paths if Path(p).is_relative_to(project)
             }
@@ -262,7 +257,9 @@ def attribute_changes(children: list, project: str) -> None:
 
 def log_execution(children: list, wall: float, warm: float, settings: dict) -> None:
     jobs = [job for c in children for job in c.jobs]
-    cold = [j.entry["rel"] for j in jobs if not (_read_json(j.result) or {}).get("warm", True)]
+    cold = [
+        j.entry["rel"] for j in jobs if not (records.read_json(j.result) or {}).get("warm", True)
+    ]
     mode = f"{settings['jobs']} at a time" if settings["isolate"] else "all in one process"
     logger.info(
         f"[recipes] executed {len(jobs)} recipes ({mode}) in {wall:.2f} s, "

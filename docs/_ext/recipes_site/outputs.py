@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .meta import format_size
+
 CELL_LIMIT = 200_000  # bytes of output shown per code cell
 PAGE_LIMIT = 1_500_000  # bytes of output shown per page
 _OUTPUT = ".. rst-class:: sphx-glr-script-out"
@@ -84,16 +86,9 @@ def _keep(body: list[str], limit: int) -> tuple[list[str], int]:
 
 def _note(shown: int, total: int) -> str:
     return (
-        f"**Output truncated:** this cell printed {size_text(total)}; the first "
-        f"{size_text(shown)} are shown and {size_text(total - shown)} were cut."
+        f"**Output truncated:** this cell printed {format_size(total)}; the first "
+        f"{format_size(shown)} are shown and {format_size(total - shown)} were cut."
     )
-
-
-def size_text(n: int) -> str:
-    for unit, factor in (("MB", 10**6), ("kB", 10**3)):
-        if n >= factor:
-            return f"{n / factor:.1f} {unit}"
-    return f"{n} bytes"
 
 
 def bound_file(path: Path, cell_limit: int = CELL_LIMIT, page_limit: int = PAGE_LIMIT) -> list:

@@ -221,7 +221,7 @@ def carry_out(ctx: Context, entry: dict, decided: fate.Fate) -> None:
         layout.mark_stale(section, stem)
         record = placeholder(ctx, entry, decided.name, decided.reason)
         records.write(entry, record)
-        if decided.name == "skipped":
+        if decided.name == "skipped" and store.get(ctx.store, entry["key"]) is None:
             store.put(ctx.store, entry["key"], entry["id"], section, stem, record)
 
 

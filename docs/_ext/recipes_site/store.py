@@ -16,12 +16,11 @@ Only outputs worth reusing are stored: recipes that ran to the end, and skips
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 from pathlib import Path
 
-from . import layout
+from . import layout, records
 
 ENTRY = "entry.json"
 KEEP_PER_RECIPE = 3  # a local store keeps this many outputs of each recipe
@@ -32,18 +31,11 @@ def default_root(project: Path | str) -> Path:
     return Path(project) / ".cache" / "recipes" / "store"
 
 
-def _read(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def get(root: Path | str, key: str) -> dict | None:
     """The entry stored under ``key`` (its ``entry.json``), or None."""
     if not key:
         return None
-    entry = _read(Path(root) / key / ENTRY)
+    entry = records.read_json(Path(root) / key / ENTRY)
     return entry if entry and entry.get("key") == key else None
 
 
@@ -51,7 +43,7 @@ def entries(root: Path | str) -> list[dict]:
     root = Path(root)
     if not root.is_dir():
         return []
-    found = [_read(p / ENTRY) for p in _folders(root)]
+    found = [records.read_json(p / ENTRY) for p in _folders(root)]
     return [e for e in found if e and e.get("key")]
 
 
@@ -78,7 +70,7 @@ def put(root: Path | str, key: str, recipe: str, section: Path, stem: str, recor
     tmp.mkdir(parents=True, exist_ok=True)
     entry = {"key": key, "recipe": recipe, "status": record["status"], "files": sorted(names)}
     entry["record"] = record
-    (tmp / ENTRY).write_text(json.dumps(entry, indent=1, sort_keys=True), encoding="utf-8")
+    records.write_json(tmp / ENTRY, entry)
     _replace(tmp, root / key)
     _forget_old(root, recipe, keep=KEEP_PER_RECIPE)
 
@@ -94,7 +86,9 @@ def _replace(tmp: Path, final: Path) -> None:
 
 
 def _forget_old(root: Path, recipe: str, keep: int) -> None:
-    mine = [p for p in _folders(root) if (_read(p / ENTRY) or {}).get("recipe") == recipe]
+    mine = [
+        p for p in _folders(root) if (records.read_json(p / ENTRY) or {}).get("recipe") == recipe
+    ]
     mine.sort(key=lambda p: (p / ENTRY).stat().st_mtime, reverse=True)
     for path in mine[keep:]:
         shutil.rmtree(path, ignore_errors=True)
@@ -126,7 +120,7 @@ def ingest(sources: list[Path], root: Path | str) -> list[str]:
     added = []
     for source in sources:
         for entry_file in sorted(Path(source).rglob(ENTRY)):
-            entry = _read(entry_file)
+            entry = records.read_json(entry_file)
             folder = entry_file.parent
             hidden = any(part.startswith(".") for part in folder.relative_to(source).parts)
             if not entry or folder.name != entry.get("key") or folder.parent == root or hidden:

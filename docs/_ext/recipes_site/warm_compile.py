@@ -1,9 +1,9 @@
 """The warm parent, plus one small ``torch.compile`` done once before any fork.
 
-Preloaded instead of :mod:`.warm` when a recipe to execute uses the compiler,
-on machines without CUDA only: on an H200, compiling even a CPU function
-initialised CUDA in the parent (the compiler saves and restores the CUDA
-random state when CUDA is available), and a process that did cannot fork
+Preloaded instead of :mod:`.warm` when a recipe to execute uses the compiler.
+Where CUDA is available it compiles nothing: on an H200, compiling even a CPU
+function initialised CUDA in the parent (the compiler saves and restores the
+CUDA random state when CUDA is available), and a process that did cannot fork
 children that use CUDA. There the children pay for their first compile.
 The first compile in a process pays for set-up that later ones do not (lazy
 imports of the lowering and code-generation modules, the C++ toolchain
