@@ -93,7 +93,7 @@ store-id: ## Print a hash of the recipe output store's content (for cache keys)
 	@$(PIPELINE) store-id
 
 serve: $(SERVE_STAMP) ## Serve the site on 127.0.0.1 (PORT=8000), rebuild on save; only edited recipes run
-	$(PY) -m sphinx_autobuild $(SPHINX_FLAGS) --host 127.0.0.1 --port $(PORT) \
+	PYTHONPATH=docs/_ext $(PY) -m recipes_site.serve $(SPHINX_FLAGS) --host 127.0.0.1 --port $(PORT) \
 		--watch recipes --watch docs/_ext \
 		--ignore docs/recipes --ignore docs/sg_execution_times.rst \
 		docs $(HTML)

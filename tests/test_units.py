@@ -19,7 +19,9 @@ from recipes_site import (
     plan,
     records,
     report,
+    rerender,
     select,
+    sourcekey,
     sourcemap,
     sourcetree,
     store,
@@ -195,7 +197,7 @@ def test_shards_are_balanced_and_complete():
 
 def test_staleness_key_depends_on_what_the_output_depends_on():
     def key(**kw):
-        args = dict(rel="a/x.py", md5="md5", torch="2.13.0", device="cpu", requires=[], cell="")
+        args = dict(rel="a/x.py", md5="code", torch="2.13.0", device="cpu", requires=[], cell="")
         args.update(kw)
         return select.staleness_key(
             args["rel"], args["md5"], args["torch"], args["device"], args["requires"], args["cell"]
@@ -205,7 +207,7 @@ def test_staleness_key_depends_on_what_the_output_depends_on():
     assert base == key()
     for change in (
         {"rel": "b/x.py"},
-        {"md5": "md5x"},
+        {"md5": "other code"},
         {"torch": "2.14.0"},
         {"device": "cuda"},
         {"requires": ["cuda"]},
@@ -413,6 +415,17 @@ def F(**kw):
         (F(old_status="executed", old_key="k", output_current=False), ("execute", "")),
         (F(old_status="executed", old_key="old", output_current=True), ("execute", "")),
         (F(stored="executed"), ("restore", "")),
+        (F(stored="executed", stored_same_text=False), ("rerender", "")),
+        (F(stored="executed", stored_same_text=False, selected=False), ("rerender", "")),
+        (
+            F(old_status="executed", old_key="k", output_current=True, old_same_text=False),
+            ("execute", ""),
+        ),
+        (
+            F(old_status="executed", old_key="k", output_current=True, old_same_text=False,
+              stored="executed", stored_same_text=False),
+            ("rerender", ""),
+        ),  # fmt: skip
         (F(stored="executed", selected=False), ("restore", "")),
         (F(stored="skipped"), ("execute", "")),  # a host that executes checks for itself
         (F(), ("execute", "")),
@@ -434,6 +447,7 @@ def F(**kw):
             ("cached", ""),
         ),
         (F(executing=False, stored="executed"), ("restore", "")),
+        (F(executing=False, stored="executed", stored_same_text=False), ("rerender", "")),
         (F(executing=False, stored="skipped"), ("restore", "")),
         (F(executing=False, old_status="failed", old_key="k"), ("failed", "")),
         (
@@ -735,11 +749,12 @@ def test_no_function_of_the_extension_reaches_60_lines():
 
 
 def test_the_plan_gives_every_stale_recipe_to_exactly_one_shard(tmp_path):
-    keys = {f"r{i}": f"k{i}" for i in range(7)}
+    keys = {f"r{i}": (f"k{i}", f"lines{i}") for i in range(7)}
     section = tmp_path / "section"
     lay_out(section, "r0")
     store.put(tmp_path / "s", "k0", "r0", section, "r0",
-              records.new_record("r0", "", "executed", "k0", "", seconds=3.0))  # fmt: skip
+              records.new_record("r0", "", "executed", "k0", "", seconds=3.0,
+                                 quotes_lines=False))  # fmt: skip
     first = pipeline.make_plan(keys, tmp_path / "s", 3)
     assert first == pipeline.make_plan(dict(reversed(list(keys.items()))), tmp_path / "s", 3)
     assert sorted(sum(first["shards"], [])) == [f"r{i}" for i in range(1, 7)]
@@ -818,3 +833,162 @@ def test_a_site_older_than_its_sources_is_stale(tmp_path, monkeypatch):
     assert conftest.newest_source() == 1000
     os.utime(tmp_path / "recipes" / "a.py", (2000, 2000))
     assert conftest.newest_source() == 2000
+
+
+# ---------------------------------------------------------------- what keys a recipe's output
+
+KEYED = '''"""
+Title
+=====
+
+A summary.
+"""
+
+# %%
+# Some prose.
+
+import math  # a comment inside code
+
+print(math.pi)
+
+# %%
+# More prose.
+# sphinx_gallery_thumbnail_number = 1
+
+print("done")
+'''
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("A summary.", "A longer summary, with a second sentence."),  # docstring
+        ("Title\n=====", "New title\n========="),  # title
+        ("# Some prose.", "# Some prose.\n# Another sentence, a line longer."),  # text cell
+        ("# More prose.", "# Reworded prose."),
+        ("# a comment inside code", "# another comment"),  # comments in code do not run
+        ("import math  # a comment inside code\n", "import math\n\n\n# a new comment line\n"),
+        ("print(math.pi)", "print( math.pi )"),  # spacing inside a line
+    ],
+)
+def test_prose_and_comments_keep_the_code_key(old, new):
+    assert old in KEYED
+    assert sourcekey.code_key(KEYED.replace(old, new)) == sourcekey.code_key(KEYED)
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("print(math.pi)", "print(math.e)"),  # a code line
+        ("print(math.pi)\n", "print(math.pi)\n\n# %%\n# A new boundary.\n\nprint(1)\n"),
+        ("import math  # a comment inside code\n\nprint", "import math\n\n# %%\n# Cut.\n\nprint"),
+        ("number = 1", "number = 2"),  # a declaration that only shapes the page
+        ('print("done")', 'print("done")\n# sphinx_gallery_timeout = 9'),
+    ],
+)
+def test_code_cells_and_declarations_change_the_code_key(old, new):
+    assert old in KEYED
+    assert sourcekey.code_key(KEYED.replace(old, new)) != sourcekey.code_key(KEYED)
+
+
+def test_the_lines_key_follows_where_code_sits():
+    same_lines = KEYED.replace("# Some prose.", "# Other prose.")
+    assert sourcekey.lines_key(same_lines) == sourcekey.lines_key(KEYED)
+    below = KEYED + "\n# %%\n# A closing paragraph.\n#\n"
+    assert sourcekey.lines_key(below) == sourcekey.lines_key(KEYED)
+    shifted = KEYED.replace("# Some prose.", "# Some prose.\n# One more line.")
+    assert sourcekey.lines_key(shifted) != sourcekey.lines_key(KEYED)
+    commented = KEYED.replace("# a comment inside code", "# changed")
+    assert sourcekey.lines_key(commented) != sourcekey.lines_key(KEYED)
+    assert sourcekey.code_key(commented) == sourcekey.code_key(KEYED)
+
+
+def test_the_store_key_leaves_prose_out_but_not_requirements_or_torch(tmp_path):
+    def key(text, torch="2.13.0", device="cpu"):
+        path = tmp_path / "x.py"
+        path.write_text(text)
+        m = meta.read_recipe(path)
+        return plan.recipe_key(tmp_path, m, torch, device, "")
+
+    base = key(KEYED)
+    assert key(KEYED.replace("# More prose.", "# Other words.")) == base
+    assert key(KEYED.replace('print("done")', 'print("done")\n# sphinx_gallery_requires = ["package:math"]')) != base  # noqa: E501
+    assert key(KEYED, torch="2.14.0") != base
+    assert key(KEYED, device="cuda") != base
+
+
+def _page(text: str, outputs: list[str]) -> str:
+    """A page shaped as sphinx-gallery 0.22 makes one from ``text``."""
+    from sphinx_gallery.gen_rst import codestr2rst
+
+    page = ".. _sphx_glr_x.py:\n\n" + sourcekey.blocks(text)[0].content + "\n\n"
+    runs = iter(outputs)
+    for block in sourcekey.blocks(text)[1:]:
+        end = block.lineno + block.content.count("\n")
+        page += f".. GENERATED FROM PYTHON SOURCE LINES {block.lineno}-{end}\n\n"
+        if block.type == "code":
+            page += codestr2rst(block.content, lang="Python") + "\n" + next(runs, "")
+        else:
+            page += block.content + "\n"
+    return page + "\n.. rst-class:: sphx-glr-timing\n\n   **Total running time:** 7 s\n"
+
+
+OUT_PI = "\n\n\n.. rst-class:: sphx-glr-script-out\n\n .. code-block:: none\n\n    3.14159\n\n\n\n"
+OUT_DONE = "\n.. image-sg:: /x/images/sphx_glr_x_001.png\n   :alt: x\n\n\n\n"
+
+
+def test_a_page_is_made_again_from_new_prose_and_stored_outputs():
+    executed = _page(KEYED, [OUT_PI, OUT_DONE])
+    new_text = KEYED.replace("# Some prose.", "# Fresh prose.\n# Two lines of it.").replace(
+        "# a comment inside code", "# a fresh comment"
+    )
+    code_only = _page(new_text, []).replace("7 s", "0 s")
+    spliced = rerender.splice(executed, KEYED, code_only, new_text)
+    assert spliced is not None
+    assert "Fresh prose." in spliced and "Some prose." not in spliced
+    assert "a fresh comment" in spliced  # the listing is the new one
+    assert spliced.count("3.14159") == 1 and spliced.count("sphx_glr_x_001.png") == 1
+    assert spliced.index("print(math.pi)") < spliced.index("3.14159") < spliced.index("More prose")
+    assert spliced.endswith("**Total running time:** 7 s\n")  # the run's footer
+    found = rerender.outputs(spliced, new_text)
+    assert [o.strip() for o in found] == [OUT_PI.strip(), OUT_DONE.strip()]
+
+
+def test_a_page_that_does_not_fit_is_not_spliced():
+    executed = _page(KEYED, [OUT_PI, OUT_DONE])
+    more_cells = KEYED.replace('print("done")', 'print("done")\n\n# %%\n# x\n\nprint(2)')
+    assert rerender.splice(executed, KEYED, _page(more_cells, []), more_cells) is None
+    assert rerender.splice("no marks at all", KEYED, _page(KEYED, []), KEYED) is None
+
+
+@pytest.mark.parametrize(
+    "output, quotes",
+    [
+        ("    3.14159\n", False),
+        ("    break 1 in score, line 61: print(x)\n", True),
+        ('    File "/src/x.py", line 12, in <module>\n', True),
+        ("    /src/x.py:12: UserWarning: careful\n", True),
+        ("    a timeline of 3 steps\n", False),
+    ],
+)
+def test_outputs_that_quote_where_code_sits_are_noticed(output, quotes):
+    block = f"\n.. rst-class:: sphx-glr-script-out\n\n .. code-block:: none\n\n{output}\n"
+    page = _page(KEYED, [block, "\n"])
+    assert rerender.quotes_source(page, KEYED, "/src/x.py") is quotes
+    warned = [{"file": "/src/x.py", "line": 3}]
+    assert rerender.quotes_source(_page(KEYED, ["\n", "\n"]), KEYED, "/src/x.py", warned)
+
+
+def test_a_stored_run_that_quotes_lines_serves_only_code_where_it_sat():
+    quoting = {"status": "executed", "record": {"quotes_lines": True, "run_lines": "L1"}}
+    assert store.covers(quoting, "L1") and not store.covers(quoting, "L2")
+    plain = {"status": "executed", "record": {"quotes_lines": False, "run_lines": "L1"}}
+    assert store.covers(plain, "L2")
+    assert not store.covers(None, "L1")
+
+
+def test_an_authors_save_during_a_build_is_not_blamed_on_a_recipe():
+    assert outcome.authors_file("recipes/compile/graph_breaks.py")
+    assert outcome.authors_file("recipes/compile/.graph_breaks.py.swp")
+    assert outcome.authors_file("README.md") and outcome.authors_file("recipes/4913")
+    assert not outcome.authors_file("recipes/compile/model.pt")

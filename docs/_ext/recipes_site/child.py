@@ -425,6 +425,15 @@ def _finish(spec: dict, run: Run, out_vars: dict) -> dict:
     }
 
 
+def _md5(path) -> str:
+    import hashlib
+
+    try:
+        return hashlib.md5(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
 def run_one(spec: dict, gallery_conf: dict) -> dict:
     """Execute one recipe through sphinx-gallery; return its result for the parent."""
     global _current
@@ -435,8 +444,13 @@ def run_one(spec: dict, gallery_conf: dict) -> dict:
     try:
         seed_everything()
         _reset_peak_rss()
+        before = _md5(spec["src"])
         out_vars = _generate(spec, gallery_conf)
         result = _finish(spec, run, out_vars)
+        copy = Path(spec["target_dir"]) / Path(spec["src"]).name
+        # The text that ran: read before and after, and the copy sphinx-gallery made
+        # in between. An author who saved meanwhile makes them differ.
+        result["ran_md5"] = before if {_md5(spec["src"]), _md5(copy)} == {before} else ""
     except BaseException as exc:  # the machinery failed, not the recipe: say so
         result = {
             "status": "failed",

@@ -26,7 +26,6 @@ child left behind into the recipe's record.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import re
 import signal
@@ -38,12 +37,13 @@ from pathlib import Path
 
 from sphinx.errors import ExtensionError
 
-from . import child, meta, outcome, plan, records, sourcetree
+from . import child, meta, outcome, plan, records, sourcetree, warmserver
 
 POLL = 0.05  # seconds between looks at running children
 TERM_GRACE = 3.0  # from SIGTERM at the time limit to SIGKILL
 EXIT_GRACE = child.EXIT_GRACE  # from the result to the end of the process
 LOG_LIMIT = child.LOG_LIMIT
+RERUNS = 2  # times a recipe saved again while it ran is run again, from its new text
 _COMPILE = re.compile(r"\btorch\.(compile|export|_dynamo|_inductor)\b|\baot_\w+\(")
 
 
@@ -62,7 +62,7 @@ class Job:
 @dataclass
 class Child:
     jobs: list[Job]  # one, unless isolation is off (``recipes_isolate = 0``, for measuring it)
-    process: multiprocessing.Process
+    process: warmserver.RemoteProcess
     conn: Connection  # the child says here when each of its recipes is done
     started: float
     deadline: float
@@ -109,25 +109,19 @@ class Supervisor:
     def __init__(self, settings: dict, gallery_conf: dict):
         self.settings = settings
         self.gallery_conf = gallery_conf
-        self.context = multiprocessing.get_context("forkserver")
         preload = "warm_compile" if settings["warm_compile"] else "warm"
-        self.context.set_forkserver_preload([f"recipes_site.{preload}"])
-        # The fork server is a fresh interpreter that imports its preload
-        # modules from the environment's path, not from this process's sys.path.
-        ext = str(Path(__file__).resolve().parents[1])
-        paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-        if ext not in paths:
-            os.environ["PYTHONPATH"] = os.pathsep.join([ext, *filter(None, paths)])
+        self.parent = warmserver.Parent(Path(settings["project"]), f"recipes_site.{preload}")
         self.running: list[Child] = []
         self.done: list[Child] = []
         self.warm_seconds: float | None = None  # how long the warm parent took to start
-        self.standby: tuple[multiprocessing.Process, Connection] | None = None
+        self.standby: tuple[warmserver.RemoteProcess, Connection] | None = None
         self.tree = sourcetree.snapshot(settings["project"], settings["ignored"])
 
     # ---------------------------------------------------------------- scheduling
 
     def run(self, jobs: list[Job]) -> list[Child]:
         queue = list(jobs)
+        self.done = []
         try:
             while queue or self.running:
                 self._start_ready(queue)
@@ -160,13 +154,12 @@ class Supervisor:
                 return
             busy.append(self._start([queue.pop(0)], more=bool(queue)))
 
-    def _fork(self) -> tuple[multiprocessing.Process, Connection]:
+    def _fork(self) -> tuple[warmserver.RemoteProcess, Connection]:
         """A recipe process, forked and waiting for its recipes."""
-        mine, theirs = self.context.Pipe()
-        process = self.context.Process(target=child.standby, args=(theirs, self.gallery_conf))
         before = time.monotonic()
         try:
-            process.start()  # the first start waits for the warm parent's imports
+            # The first fork waits for the warm parent's imports, unless it was running.
+            forked = self.parent.fork(self.gallery_conf)
         except (EOFError, OSError) as exc:
             raise ExtensionError(
                 "the warm parent that recipes are forked from did not start "
@@ -174,8 +167,11 @@ class Supervisor:
             ) from None
         if self.warm_seconds is None:
             self.warm_seconds = time.monotonic() - before
-        theirs.close()
-        return process, mine
+        return forked
+
+    def close(self) -> None:
+        self._dismiss_standby()
+        self.parent.close()
 
     def _dismiss_standby(self) -> None:
         if self.standby is not None:
@@ -322,6 +318,7 @@ def jobs_for(entries: list[dict], tmp: Path, settings: dict) -> list[Job]:
     count = settings["jobs"]
     threads = max(1, (os.cpu_count() or 1) // count) if count > 1 else 0
     jobs = []
+    tmp.mkdir(parents=True, exist_ok=True)
     for i, entry in enumerate(entries):
         stem = f"{i:04d}"
         jobs.append(
@@ -369,13 +366,35 @@ def execute(app) -> None:
         return
     settings = settings_for(app, manifest, entries)
     with tempfile.TemporaryDirectory(prefix="recipes-run-") as tmp:
-        jobs = jobs_for(entries, Path(tmp), settings)
         started = time.monotonic()
         supervisor = Supervisor(settings, dict(gconf))
-        finished = supervisor.run(jobs)
+        try:
+            finished, attempt = _run_all(app, manifest, supervisor, entries, Path(tmp), settings)
+        finally:
+            supervisor.close()
+        if attempt:  # entries were read again: their keys changed
+            records.write_manifest(root, manifest, records.build_id(root))
         wall = time.monotonic() - started
-        outcome.attribute_changes(finished, settings["project"])
-        for c in finished:
-            for job in c.jobs:
-                outcome.conclude(app, manifest, c, job)
         outcome.log_execution(finished, wall, supervisor.warm_seconds or 0.0, settings)
+
+
+def _run_all(app, manifest, supervisor, entries, tmp: Path, settings) -> tuple[list, int]:
+    """Run ``entries``, and again (from their new text) those their author saved meanwhile."""
+    finished = []
+    for attempt in range(RERUNS + 1):
+        batch = supervisor.run(jobs_for(entries, tmp / str(attempt), settings))
+        outcome.attribute_changes(batch, settings["project"])
+        entries = []
+        for c in batch:
+            for job in c.jobs:
+                again = attempt < RERUNS and outcome.ran_other_text(job)
+                entry = again and plan.reread(app, job.entry)
+                if entry:
+                    manifest["recipes"][entry["id"]] = entry
+                    entries.append(entry)
+                else:
+                    outcome.conclude(app, manifest, c, job)
+        finished += batch
+        if not entries:
+            break
+    return finished, attempt

@@ -10,6 +10,8 @@ fate       what happens
 execute    the recipe runs in this build
 cached     its output in ``docs/recipes`` is current: nothing runs
 restore    the store holds output (or a skip) for its key: copied in
+rerender   the store holds output for its code, made from other prose:
+           copied in, and the page made again from the new text
 skipped    the host lacks what it declares: code only, with a note
 failed     its last run, with this very key, failed: re-reported
 not-run    not selected and no current output: code only, with a note
@@ -37,6 +39,8 @@ class Facts:
     old_key: str | None = None
     output_current: bool = False  # sphinx-gallery would reuse the page as it is
     stored: str | None = None  # status of the store's entry for ``key``, if any
+    old_same_text: bool = True  # the record in docs/recipes is of this very text
+    stored_same_text: bool = True  # and the store's entry
 
 
 @dataclass(frozen=True)
@@ -53,10 +57,12 @@ def decide(f: Facts) -> Fate:
     same_key = f.old_key == f.key
     if f.executing and f.unmet:
         return Fate("skipped", "; ".join(f.unmet))
-    if same_key and f.old_status == "executed" and f.output_current:
+    if same_key and f.old_status == "executed" and f.output_current and f.old_same_text:
         return Fate("cached")
+    if f.stored == "executed":
+        return Fate("restore" if f.stored_same_text else "rerender")
     # A host that executes checks requirements itself; a stored skip serves the others.
-    if f.stored == "executed" or (f.stored == "skipped" and not f.executing):
+    if f.stored == "skipped" and not f.executing:
         return Fate("restore")
     if f.executing and f.selected:
         return Fate("execute")

@@ -31,6 +31,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import sourcekey
+
 DEFAULT_TIMEOUT = 600.0
 # On Linux, one of these is present exactly when the NVIDIA driver is loaded.
 NVIDIA_PROC = (Path("/proc/driver/nvidia"), Path("/dev/nvidiactl"))
@@ -81,7 +83,9 @@ class RecipeMeta:
     expected_warnings: tuple[str, ...] = ()
     parallel: bool = True
     memory_limit: int | None = None  # bytes
-    source_md5: str = ""
+    source_md5: str = ""  # of the whole text: what the page shows
+    code_key: str = ""  # of what can change the output (:mod:`.sourcekey`)
+    lines_key: str = ""  # of the code cells where they sit
 
     @property
     def name(self) -> str:
@@ -308,6 +312,8 @@ def read_recipe(path: Path | str) -> RecipeMeta:
         parallel=bool(values.get("parallel", True)),
         memory_limit=values.get("memory_limit"),
         source_md5=hashlib.md5(text.encode("utf-8")).hexdigest(),
+        code_key=sourcekey.code_key(text),
+        lines_key=sourcekey.lines_key(text),
     )
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from sphinx.util import logging
 
 from . import child as child_module
-from . import layout, meta, records, store
+from . import layout, meta, records, rerender, store
 
 logger = logging.getLogger(__name__)
 
@@ -173,10 +173,27 @@ def torch_version() -> str:
         return ""
 
 
+def ran_other_text(job) -> bool:
+    """Whether the child executed another text than the one its key was made from
+    (the author saved the recipe again after the build planned it)."""
+    result = records.read_json(job.result) or {}
+    return bool(result.get("page")) and result.get("ran_md5") != job.entry["source_md5"]
+
+
 def conclude(app, manifest: dict, child, job) -> dict:
     """Write the record of ``job`` (run by ``child``); keep or drop its page; store it."""
     entry = job.entry
     result = records.read_json(job.result)
+    if ran_other_text(job):
+        # Its output is of a text no key was made from: keep nothing, claim nothing.
+        layout.remove(entry["target_dir"], entry["stem"])
+        record = records.new_record(
+            entry["id"], entry["src"], "not-run", entry["key"], entry["source_md5"],
+            reason="its file was saved again while it ran, so that run was not kept; "
+            "build again to run it",
+        )  # fmt: skip
+        records.write(entry, record)
+        return record
     if result is not None and result.get("page"):
         fields = _from_result(child, job, result)
     else:
@@ -200,6 +217,15 @@ def conclude(app, manifest: dict, child, job) -> dict:
     )
     record["files_written"] = sorted(job.files_written)
     _keep_page(entry, record, result)
+    if status == "executed":
+        section = Path(entry["target_dir"])
+        record["run_lines"] = entry["lines_key"]
+        record["quotes_lines"] = rerender.quotes_source(
+            layout.page(section, entry["stem"]).read_text(encoding="utf-8"),
+            (section / f"{entry['stem']}.py").read_text(encoding="utf-8"),
+            entry["src"],
+            record["warnings"],
+        )
     records.write(entry, record)
     if status == "executed":
         store.put(
@@ -236,7 +262,8 @@ def attribute_changes(children: list, project: str) -> None:
 
     A file that changed while several recipes ran goes to the ones whose
     process was seen writing it (an audit hook sees Python's own writes);
-    failing that, to each recipe that was running.
+    failing that, to each recipe that was running, unless it is a file an
+    author edits (:func:`authors_file`): the author may save during a build.
     """
     suspects: dict[str, list] = {}
     touched: dict[int, set[str]] = {}
@@ -251,8 +278,20 @@ def attribute_changes(children: list, project: str) -> None:
             suspects.setdefault(path, []).extend(c.jobs)
     for path, jobs in suspects.items():
         writers = [j for j in jobs if path in touched[id(j)]]
-        for job in writers or jobs:
+        for job in writers or ([] if authors_file(path) else jobs):
             job.files_written.add(path)
+
+
+# What an author edits, and what editors write beside it while saving.
+_AUTHORS = re.compile(
+    r"\.(py|pyi|txt|rst|md|toml|cfg|ini|ya?ml|in|json)$|~$|\.sw[a-p]$|(^|/)\.#|(^|/)4913$"
+)
+
+
+def authors_file(path: str) -> bool:
+    """A change no recipe's process was seen making, to a file an author edits (a source,
+    text or settings file, or an editor's temporary file): the author's, not a recipe's."""
+    return bool(_AUTHORS.search(path))
 
 
 def log_execution(children: list, wall: float, warm: float, settings: dict) -> None:

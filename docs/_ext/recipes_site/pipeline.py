@@ -38,33 +38,44 @@ def site_settings(project: Path) -> dict:
     return {**DEFAULT_GALLERY_CONF, **conf.get("sphinx_gallery_conf", {})}
 
 
-def current_keys(project: Path, source: Path, device: str) -> dict[str, str]:
-    """Every valid recipe's id -> its key for ``device``, as a build there computes it."""
+def current(project: Path, source: Path, device: str) -> dict[str, tuple[str, str]]:
+    """Every valid recipe's id -> (its key for ``device``, its lines key)."""
     gconf = site_settings(project)
     examples = (project / source / gconf["examples_dirs"]).resolve()
     recipes, _ = plan.read_recipes(examples)
     settings = plan.notebook_settings(gconf)
     torch = select.torch_release()
     return {
-        rid: plan.recipe_key(examples, m, torch, device, settings) for rid, m in recipes.items()
+        rid: (plan.recipe_key(examples, m, torch, device, settings), m.lines_key)
+        for rid, m in recipes.items()
     }
 
 
-def make_plan(keys: dict[str, str], store_root: Path, shards: int) -> dict:
-    """The split of the recipes whose output the store does not hold."""
-    stale = {rid: key for rid, key in keys.items() if store.get(store_root, key) is None}
+def covered(store_root: Path, key: str, lines: str = "") -> bool:
+    """Whether the store holds an output that stands for this recipe (:func:`store.covers`)."""
+    return store.covers(store.get(store_root, key), lines)
+
+
+def make_plan(keys: dict[str, tuple[str, str]], store_root: Path, shards: int) -> dict:
+    """The split of the recipes whose output the store does not hold.
+
+    ``keys``: id -> (key, lines key), from :func:`current`."""
+    stale = {rid: k for rid, k in keys.items() if not covered(store_root, *k)}
     known = plan.recorded_durations(store_root)
     split = select.assign_shards({rid: known.get(rid) for rid in stale}, shards)
+    keys = {rid: key for rid, (key, _) in keys.items()}
     return {"shards": split, "keys": keys, "stale": sorted(stale)}
 
 
-def merge(keys: dict[str, str], sources: list[Path], store_root: Path) -> tuple[list, list]:
-    """Ingest the shards' entries; return (refused entries, recipes without output)."""
+def merge(keys: dict[str, tuple[str, str]], sources: list[Path], store_root: Path) -> tuple:
+    """Ingest the shards' entries; return (refused entries, recipes without output).
+
+    ``keys``: id -> (key, lines key)."""
     added = store.ingest(sources, store_root)
-    current = set(keys.values())
-    refused = [key for key in added if key not in current]
-    store.prune(store_root, current)
-    missing = [rid for rid, key in sorted(keys.items()) if store.get(store_root, key) is None]
+    wanted = {key for key, _ in keys.values()}
+    refused = [key for key in added if key not in wanted]
+    store.prune(store_root, wanted)
+    missing = [rid for rid, k in sorted(keys.items()) if not covered(store_root, *k)]
     return refused, missing
 
 
@@ -88,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         print(store.content_id(store_root))
         return 0
     device = args.device or meta.Host.detect().kind
-    keys = current_keys(args.project, args.source, device)
+    keys = current(args.project, args.source, device)
     if args.step == "plan":
         if args.shards < 1:
             print("plan: SHARDS must be 1 or more", file=sys.stderr)

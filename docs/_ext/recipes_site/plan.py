@@ -14,16 +14,17 @@ each in a process of its own, before sphinx-gallery renders the gallery.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sphinx.errors import ConfigError
 from sphinx.util import logging
 
-from . import fate, layout, meta, records, select, store
+from . import fate, layout, meta, records, rerender, select, store
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class Context:
     shard: tuple[int, int] | None
     plan_file: str
     build: str
+    gallery_conf: dict = field(default_factory=dict)  # sphinx-gallery's, for pages made again
 
 
 def context(app) -> Context:
@@ -75,6 +77,7 @@ def context(app) -> Context:
         shard=shard,
         plan_file=config.recipes_plan,
         build=uuid.uuid4().hex,
+        gallery_conf=gconf,
     )
 
 
@@ -102,7 +105,7 @@ def read_recipes(examples: Path):
 def recipe_key(examples: Path, m: meta.RecipeMeta, torch: str, device: str, settings: str) -> str:
     rel = m.path.relative_to(examples).as_posix()
     requires = [r.text for r in m.requires]
-    return select.staleness_key(rel, m.source_md5, torch, device, requires, settings)
+    return select.staleness_key(rel, m.code_key, torch, device, requires, settings)
 
 
 def new_entry(ctx: Context, rid: str, m: meta.RecipeMeta) -> dict:
@@ -124,13 +127,31 @@ def new_entry(ctx: Context, rid: str, m: meta.RecipeMeta) -> dict:
         "title": m.title,
         "summary": m.summary,
         "source_md5": m.source_md5,
+        "lines_key": m.lines_key,
         "key": recipe_key(ctx.examples, m, ctx.torch, ctx.device, ctx.settings),
     }
+
+
+def reread(app, entry: dict) -> dict | None:
+    """The entry of a recipe its author saved again while it ran, from its new text,
+    to execute again; None if it no longer reads as a recipe."""
+    ctx = context(app)
+    try:
+        m = meta.read_recipe(entry["src"])
+    except meta.RecipeError:
+        return None
+    new = new_entry(ctx, entry["id"], m)
+    new["fate"] = "execute"
+    layout.mark_stale(new["target_dir"], new["stem"])
+    layout.remove_images(new["target_dir"], new["stem"])
+    return new
 
 
 def facts(ctx: Context, entry: dict, m: meta.RecipeMeta, selected: bool) -> fate.Facts:
     old = records.read(entry) or {}
     stored = store.get(ctx.store, entry["key"])
+    if not store.covers(stored, m.lines_key):
+        stored = None
     return fate.Facts(
         key=entry["key"],
         executing=ctx.executing,
@@ -140,6 +161,8 @@ def facts(ctx: Context, entry: dict, m: meta.RecipeMeta, selected: bool) -> fate
         old_key=old.get("key"),
         output_current=layout.is_current(entry["target_dir"], entry["stem"]),
         stored=stored and stored["status"],
+        old_same_text=old.get("source_md5") == m.source_md5,
+        stored_same_text=bool(stored) and stored["record"].get("source_md5") == m.source_md5,
     )
 
 
@@ -204,11 +227,16 @@ def recorded_durations(store_root: Path, root: Path | None = None) -> dict[str, 
     return found
 
 
-def carry_out(ctx: Context, entry: dict, decided: fate.Fate) -> None:
+def carry_out(ctx: Context, entry: dict, decided: fate.Fate, facts: fate.Facts) -> None:
     """Make the files on disk match the recipe's fate."""
     section, stem = Path(entry["target_dir"]), entry["stem"]
     section.mkdir(parents=True, exist_ok=True)
+    if decided.name == "rerender" and not rerendered(ctx, entry):
+        # Its stored page cannot take the new text: as if nothing were stored.
+        decided = fate.decide(dataclasses.replace(facts, stored=None))
     entry["fate"] = decided.name
+    if decided.name == "rerender":
+        return
     if decided.name == "execute":
         layout.mark_stale(section, stem)
         layout.remove_images(section, stem)
@@ -223,6 +251,21 @@ def carry_out(ctx: Context, entry: dict, decided: fate.Fate) -> None:
         records.write(entry, record)
         if decided.name == "skipped" and store.get(ctx.store, entry["key"]) is None:
             store.put(ctx.store, entry["key"], entry["id"], section, stem, record)
+
+
+def rerendered(ctx: Context, entry: dict) -> bool:
+    """Restore the stored output of the recipe's code and make its page again from its
+    new text (:mod:`.rerender`); store the result under the same key."""
+    section, stem = Path(entry["target_dir"]), entry["stem"]
+    record = store.restore(ctx.store, entry["key"], section, stem)
+    src = Path(entry["src"])
+    if not rerender.render(section, stem, src, ctx.gallery_conf, entry["source_md5"]):
+        layout.remove(section, stem)
+        return False
+    record = {**record, "source_md5": entry["source_md5"]}
+    records.write(entry, record)
+    store.put(ctx.store, entry["key"], entry["id"], section, stem, record)
+    return True
 
 
 def placeholder(ctx: Context, entry: dict, status: str, reason: str) -> dict:
@@ -303,8 +346,8 @@ def prepare(app) -> None:
     entries = {rid: new_entry(ctx, rid, m) for rid, m in recipes.items()}
     chosen = selection(ctx, entries, recipes)
     for rid, entry in entries.items():
-        decided = fate.decide(facts(ctx, entry, recipes[rid], rid in chosen))
-        carry_out(ctx, entry, decided)
+        known = facts(ctx, entry, recipes[rid], rid in chosen)
+        carry_out(ctx, entry, fate.decide(known), known)
     for rid, error in invalid.items():
         entries[rid] = invalid_entry(ctx, rid, error)
     configure_gallery(app.config.sphinx_gallery_conf, invalid)

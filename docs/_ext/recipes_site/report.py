@@ -147,9 +147,16 @@ def table(rows: list[dict]) -> list[str]:
     lines = [
         f"[recipes] {ran} ran in this build, "
         f"{sum(r['fate'] in ('cached', 'restore') for r in rows)} cached, "
+        f"{sum(r['fate'] == 'rerender' for r in rows)} re-rendered, "
         f"{sum(r['status'] == 'skipped' for r in rows)} skipped, "
         f"{sum(r['status'] in FAILED for r in rows)} failed"
     ]
+    again = [r["path"] for r in rows if r["fate"] == "rerender"]
+    if again:
+        lines.append(
+            "[recipes] only the text of these changed, so their pages were made again from "
+            f"the outputs of their last run, without running: {', '.join(again)}"
+        )
     for r in rows:
         mark = "ran" if r["ran_in_this_build"] else r.get("fate", "")
         lines.append(

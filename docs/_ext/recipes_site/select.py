@@ -70,7 +70,7 @@ def torch_release() -> str:
 
 def staleness_key(
     rel: str,
-    source_md5: str,
+    code: str,
     torch_version: str,
     device: str,
     requires: list[str],
@@ -79,9 +79,10 @@ def staleness_key(
     """What a recipe's output depends on: the key of its output in the store.
 
     ``rel`` is the recipe's path below ``recipes/`` (pages name their images by
-    it), ``device`` the device kind (``cpu`` or ``cuda``), and ``settings`` the
-    site settings that shape every generated page and notebook (such as the
-    notebooks' first cell).
+    it), ``code`` the hash of its code cells and declarations
+    (:func:`sourcekey.code_key`: not its prose), ``device`` the device kind
+    (``cpu`` or ``cuda``), and ``settings`` the site settings that shape every
+    generated page and notebook (such as the notebooks' first cell).
     """
-    parts = [rel, source_md5, torch_version, device, ",".join(sorted(requires)), settings]
+    parts = [rel, code, torch_version, device, ",".join(sorted(requires)), settings]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]

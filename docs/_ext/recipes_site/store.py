@@ -39,6 +39,22 @@ def get(root: Path | str, key: str) -> dict | None:
     return entry if entry and entry.get("key") == key else None
 
 
+def covers(entry: dict | None, lines_key: str) -> bool:
+    """Whether ``entry`` stands for a recipe whose code cells sit as ``lines_key`` says
+    (:func:`sourcekey.lines_key`).
+
+    The key leaves prose out, so an entry made from other prose still serves,
+    unless its outputs quote where the code sits (:func:`rerender.quotes_source`):
+    then it serves only while every code line is where it was when it ran.
+    """
+    if entry is None:
+        return False
+    record = entry.get("record") or {}
+    if entry.get("status") != "executed" or not record.get("quotes_lines", True):
+        return True
+    return record.get("run_lines") == lines_key
+
+
 def entries(root: Path | str) -> list[dict]:
     root = Path(root)
     if not root.is_dir():
@@ -144,8 +160,10 @@ def prune(root: Path | str, keep: set[str]) -> list[str]:
 
 
 def content_id(root: Path | str) -> str:
-    """A short hash of what the store holds; it changes only when an entry does."""
+    """A short hash of what the store holds; it changes only when an entry does
+    (a new output, or the same output re-rendered with new prose)."""
     digest = hashlib.sha256()
     for entry in entries(root):
-        digest.update(f"{entry['key']}:{entry['status']}\n".encode())
+        text = (entry.get("record") or {}).get("source_md5", "")
+        digest.update(f"{entry['key']}:{entry['status']}:{text}\n".encode())
     return digest.hexdigest()[:16]

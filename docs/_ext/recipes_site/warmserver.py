@@ -1,0 +1,471 @@
+"""The warm parent: a server that imports torch once and forks a process per recipe.
+
+It listens on a Unix socket. A build connects once per recipe process and
+sends one end of a socket pair; the server forks, and the new process
+(:func:`child.standby`) talks to the build over that pair, while the server
+tells the build, over the connection, the process's pid and, once it ended,
+its exit status (as :mod:`multiprocessing`'s fork server does). The build
+sees a :class:`RemoteProcess`, which behaves as a ``multiprocessing.Process``
+for everything the supervisor (:mod:`.executor`) asks of one.
+
+The server lives as long as its owner:
+
+* a ``make html`` build starts its own (:func:`start`) and holds a pipe to
+  it; the server ends when the pipe closes, however the build ends;
+* under ``make serve`` (:mod:`.serve`), ``RECIPES_SERVE_PID`` names the serve
+  process: the first build starts a server that outlives it, every later
+  build connects to the same one, and it ends when the serve process does.
+  Its socket is named by what it preloaded (the requirements, this
+  extension's code, the torch installation), so a change to any of them
+  starts a fresh server, and the stale one is told to leave.
+
+When the server ends it kills every recipe process it forked (each is a
+process group of its own), so nothing it started outlives it. A build that
+finds no server, or a dead one, starts another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import importlib
+import json
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+OWNER_ENV = "RECIPES_SERVE_PID"
+START_TIMEOUT = 300.0  # seconds a build waits for a server to import torch and warm up
+_MAX_SOCKET = 100  # bytes: Unix socket paths are limited to 108
+# How a server starts (not ``-m``: the package imports this module, and runpy would again).
+_MAIN = "import sys; from recipes_site.warmserver import main; sys.exit(main(sys.argv[1:]))"
+
+
+# ------------------------------------------------------------------------- where it lives
+
+
+def fingerprint(project: Path, preload: str, owner: int | str) -> str:
+    """What a warm parent holds: its preload, this extension, torch, the requirements."""
+    digest = hashlib.sha256(f"{preload}|{owner}|{sys.executable}".encode())
+    here = Path(__file__).resolve().parent
+    for path in sorted(here.glob("*.py")) + [Path(project) / "requirements.txt"]:
+        with contextlib.suppress(OSError):
+            digest.update(path.name.encode() + path.read_bytes())
+    try:
+        import importlib.metadata as md
+
+        dist = md.distribution("torch")
+        init = Path(dist.locate_file("torch/__init__.py"))
+        digest.update(f"{dist.version}|{init}|{init.stat().st_mtime_ns}".encode())
+    except Exception:  # no torch: recipes will say so
+        digest.update(b"no torch")
+    return digest.hexdigest()[:20]
+
+
+def folder(project: Path) -> Path:
+    """Where this checkout's servers keep their sockets (short enough for a socket path)."""
+    mine = Path(project).resolve() / ".cache" / "recipes" / "warm"
+    if len(str(mine)) + 26 > _MAX_SOCKET:
+        key = hashlib.sha256(str(mine).encode()).hexdigest()[:12]
+        mine = Path(tempfile.gettempdir()) / f"recipes-warm-{os.getuid()}" / key
+    mine.mkdir(parents=True, exist_ok=True)
+    os.chmod(mine, 0o700)  # only this user may ask for a process
+    return mine
+
+
+# ------------------------------------------------------------------------- messages
+
+
+def send(sock: socket.socket, message: dict, fds: list[int] = ()) -> None:
+    """A pickled message, its length first, with ``fds`` passed along (SCM_RIGHTS)."""
+    data = pickle.dumps(message)
+    socket.send_fds(sock, [struct.pack("!Q", len(data))], list(fds))
+    sock.sendall(data)
+
+
+def receive(sock: socket.socket) -> tuple[dict, list[int]]:
+    head, fds, _, _ = socket.recv_fds(sock, 8, 4)
+    if len(head) < 8:
+        raise EOFError("no message")
+    size = struct.unpack("!Q", head)[0]
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(min(1 << 20, size - len(data)))
+        if not chunk:
+            raise EOFError("message cut short")
+        data += chunk
+    return pickle.loads(data), fds
+
+
+# ------------------------------------------------------------------------- the server
+
+
+class Server:
+    def __init__(self, address: str, alive_fd: int | None, owner: int | None):
+        self.address = address
+        self.alive_fd = alive_fd
+        self.owner = owner
+        self.children: dict[int, socket.socket] = {}  # pid -> the connection it was asked on
+        self.stopping = False
+
+    def owner_gone(self) -> bool:
+        if self.owner is None:
+            return False
+        try:
+            os.kill(self.owner, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def serve(self, listener: socket.socket) -> None:
+        watched = [listener] + ([self.alive_fd] if self.alive_fd is not None else [])
+        while not self.stopping and not self.owner_gone():
+            ready, _, _ = select.select(watched, [], [], 0.2)
+            if self.alive_fd in ready:
+                break  # the build that started it has ended
+            if listener in ready:
+                self.accept(listener)
+            self.reap()
+
+    def accept(self, listener: socket.socket) -> None:
+        conn, _ = listener.accept()
+        try:
+            conn.settimeout(10)
+            request, fds = receive(conn)
+            conn.settimeout(None)
+        except (OSError, pickle.PickleError, EOFError, struct.error):
+            conn.close()
+            return
+        if request.get("op") != "fork" or len(fds) != 1:
+            self.stopping = request.get("op") == "quit"
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            return
+        pid = os.fork()
+        if pid == 0:
+            listener.close()
+            self._child(conn, fds[0], request)
+        for fd in fds:
+            os.close(fd)
+        self.children[pid] = conn
+        conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+
+    def _child(self, conn: socket.socket, fd: int, request: dict) -> None:
+        """In the forked process: become the recipe process the build asked for."""
+        code = 1
+        try:
+            for other in self.children.values():
+                other.close()
+            conn.close()
+            if self.alive_fd is not None:
+                os.close(self.alive_fd)
+            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+                signal.signal(sig, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            os.environ.clear()
+            os.environ.update(request["env"])
+            os.chdir(request["cwd"])
+            from . import child
+
+            child.standby(Connection(fd), request["gallery_conf"])
+            code = 0
+            # End as a script ends: after the threads the recipe left running.
+            for thread in threading.enumerate():
+                if thread is not threading.main_thread() and not thread.daemon:
+                    thread.join()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:  # noqa: BLE001 - reported by the exit status
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            conn = self.children.pop(pid, None)
+            if conn is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            with contextlib.suppress(OSError):
+                conn.sendall(json.dumps({"exit": code}).encode() + b"\n")
+            conn.close()
+
+    def close(self) -> None:
+        """Nothing it forked outlives it: each recipe process and its group go too."""
+        for pid in list(self.children):
+            for kill in (os.killpg, os.kill):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while self.children and time.monotonic() < deadline:
+            self.reap()
+            time.sleep(0.01)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recipes_site.warmserver")
+    parser.add_argument("--socket", required=True)
+    parser.add_argument("--preload", default="recipes_site.warm")
+    parser.add_argument("--alive-fd", type=int, default=None)
+    parser.add_argument("--owner", type=int, default=None)
+    args = parser.parse_args(argv)
+    server = Server(args.socket, args.alive_fd, args.owner)
+
+    def stop(signum, frame):
+        server.stopping = True
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, stop)
+    importlib.import_module(args.preload)  # torch, the compile stack: once, before any fork
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(args.socket)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(args.socket)
+    os.chmod(args.socket, 0o600)
+    listener.listen(64)
+    info = Path(args.socket).with_suffix(".json")
+    info.write_text(json.dumps({"pid": os.getpid(), "owner": args.owner}))
+    try:
+        server.serve(listener)
+    finally:
+        listener.close()
+        for path in (Path(args.socket), info):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        server.close()
+    return 0
+
+
+# ------------------------------------------------------------------------- the build's side
+
+
+class RemoteProcess:
+    """A recipe process forked by a warm parent, as the supervisor sees it."""
+
+    def __init__(self, ctl: socket.socket, pid: int):
+        self.ctl = ctl
+        self.pid = pid
+        self._exitcode: int | None = None
+        self._buffer = b""
+        self._lost = False
+
+    @property
+    def sentinel(self) -> int:
+        return self.ctl.fileno() if self._exitcode is None else _CLOSED
+
+    @property
+    def exitcode(self) -> int | None:
+        if self._exitcode is None:
+            self._read(0)
+        return self._exitcode
+
+    def _read(self, timeout: float | None) -> None:
+        ready, _, _ = select.select([self.ctl], [], [], timeout)
+        if not ready:
+            return
+        chunk = self.ctl.recv(4096)
+        *lines, self._buffer = (self._buffer + chunk).split(b"\n")
+        for line in lines:
+            message = json.loads(line)
+            if "exit" in message:
+                self._done(message["exit"])
+                return
+        if not chunk and self._exitcode is None:
+            # The warm parent died: the process is an orphan now, and its status is lost.
+            self._lost = True
+            if not alive(self.pid):
+                self._done(0)
+
+    def _done(self, code: int) -> None:
+        self._exitcode = code
+        self.ctl.close()
+
+    def join(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._exitcode is None:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            if self._lost:
+                if not alive(self.pid):
+                    self._done(0)
+                time.sleep(0.05)
+                continue
+            self._read(left if left is not None else 1.0)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):  # a zombie waiting for its (dead) parent is not alive
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    return True
+
+
+# A sentinel that is always ready: the read end of a pipe whose write end is closed.
+_r, _w = os.pipe()
+os.close(_w)
+_CLOSED = _r
+
+
+class Parent:
+    """This build's way to a warm parent: connects to one, starting it when needed."""
+
+    def __init__(self, project: Path, preload: str):
+        self.project = Path(project)
+        owner = os.environ.get(OWNER_ENV, "")
+        self.owner = int(owner) if owner.isdigit() else None
+        if self.owner is not None:
+            preload = "recipes_site.warm_compile"  # a session's parent pays for it once
+        self.preload = preload
+        name = fingerprint(self.project, preload, self.owner or f"build-{os.getpid()}")
+        self.address = str(folder(self.project) / f"{name}.sock")
+        self.process: subprocess.Popen | None = None  # a server this build started
+        self.alive_w: int | None = None
+
+    def _connect(self) -> socket.socket | None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self.address)
+        except OSError:
+            sock.close()
+            return None
+        return sock
+
+    def _start(self) -> None:
+        if self.owner is not None:
+            retire_others(Path(self.address))
+        env = dict(os.environ)
+        ext = str(Path(__file__).resolve().parents[1])
+        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != ext]
+        env["PYTHONPATH"] = os.pathsep.join([ext, *paths])
+        cmd = [sys.executable, "-c", _MAIN, "--socket", self.address, "--preload", self.preload]
+        if self.owner is not None:
+            cmd += ["--owner", str(self.owner)]
+            fds: tuple = ()
+            log = open(Path(self.address).with_suffix(".log"), "ab")  # noqa: SIM115
+            out = {"stdout": log, "stderr": log}
+        else:
+            if self.alive_w is not None:
+                os.close(self.alive_w)
+            alive_r, self.alive_w = os.pipe()
+            cmd += ["--alive-fd", str(alive_r)]
+            fds = (alive_r,)
+            out = {}
+        self.process = subprocess.Popen(
+            cmd, env=env, pass_fds=fds, stdin=subprocess.DEVNULL,
+            start_new_session=self.owner is not None, **out,
+        )  # fmt: skip
+        for fd in fds:
+            os.close(fd)
+        if self.owner is not None:
+            log.close()
+
+    def _wait_for_server(self) -> socket.socket:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            sock = self._connect()
+            if sock is not None:
+                return sock
+            if self.process is not None and self.process.poll() is not None:
+                raise OSError(f"the warm parent exited with status {self.process.returncode}")
+            time.sleep(0.02)
+        raise OSError(f"the warm parent did not start within {START_TIMEOUT:g} s")
+
+    def fork(self, gallery_conf: dict) -> tuple[RemoteProcess, Connection]:
+        """A recipe process, forked and waiting for its recipes on the returned connection."""
+        ctl = self._connect()
+        if ctl is None:  # none yet, or it died: start one
+            self._start()
+            ctl = self._wait_for_server()
+        mine, theirs = socket.socketpair()
+        request = {
+            "op": "fork",
+            "env": dict(os.environ),
+            "cwd": os.getcwd(),
+            "gallery_conf": gallery_conf,
+        }
+        with theirs:
+            send(ctl, request, [theirs.fileno()])
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = ctl.recv(1)
+            if not chunk:
+                raise OSError("the warm parent ended before it forked")
+            line += chunk
+        return RemoteProcess(ctl, json.loads(line)["pid"]), Connection(mine.detach())
+
+    def close(self) -> None:
+        """End a server this build started for itself; a session's server stays."""
+        if self.alive_w is not None:
+            os.close(self.alive_w)
+            self.alive_w = None
+        if self.process is not None and self.owner is None:
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+def read_info(path: Path) -> dict:
+    """What a server wrote beside its socket: its pid and its owner's."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def retire_others(mine: Path) -> None:
+    """Tell the other servers of this checkout's session (stale code, another preload) to end."""
+    for info in mine.parent.glob("*.json"):
+        if info.with_suffix(".sock") == mine:
+            continue
+        if read_info(info).get("owner") == int(os.environ.get(OWNER_ENV, "0") or 0):
+            quit_server(info.with_suffix(".sock"))
+
+
+def quit_server(address: Path) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with contextlib.suppress(OSError), sock:
+        sock.connect(str(address))
+        send(sock, {"op": "quit"})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
