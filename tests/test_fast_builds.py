@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from bs4 import BeautifulSoup
@@ -23,10 +26,16 @@ TINY = {
     # turn into broken reStructuredText.
     "group/gamma.py": recipe(
         "Gamma",
-        "import math\n\nprint(math.factorial(5))\n\n# %%\n# Further reading\n# ---------------\n"
+        "import math\n\nimport matplotlib.pyplot as plt\n\nprint(math.factorial(5))\n"
+        "plt.plot([1, 3, 2])\nplt.show()\n\n# %%\n# Further reading\n# ---------------\n"
         "# * `math <https://docs.python.org/3/library/math.html>`__\n#",
     ),
-    "group/delta.py": recipe("Delta", "import torch\n\nprint(torch.ones(2).sum())"),
+    # Its output quotes the line its code sits on.
+    "group/delta.py": recipe(
+        "Delta",
+        "import inspect\n\nimport torch\n\n"
+        'print(torch.ones(2).sum(), "at line", inspect.currentframe().f_lineno)',
+    ),
 }
 
 
@@ -60,10 +69,41 @@ def test_incremental_rebuild_and_one_edit(tmp_path):
     assert "targets for 0 source files that are out of date" in proc.stdout, (
         "a rebuild with nothing changed rewrote pages"
     )
-    with open(root / "recipes/group/gamma.py", "a") as f:
-        f.write("# an appended comment\n")
+
+    # Prose only: nothing executes; the pages carry the new text and the stored run.
+    html = root / "_build/html/recipes/group"
+    figure = (root / "_build/html/_images/group-sphx_glr_gamma_001.png").read_bytes()
+    (entry,) = [p for p in (root / ".cache/recipes/store").glob("*/entry.json")
+                if json.loads(p.read_text())["recipe"] == "group/gamma"]  # fmt: skip
+    stored = json.loads(entry.read_text())
+    stored["record"]["date"] = "2001-02-03"  # as if it ran long ago
+    entry.write_text(json.dumps(stored))
+    gamma, delta = root / "recipes/group/gamma.py", root / "recipes/group/delta.py"
+    gamma.write_text(gamma.read_text().replace("A fixture.", "A fixture, now described."))
+    with open(gamma, "a") as f:
+        f.write("# An appended comment joins the last text cell.\n")
+    # A line above delta's code moves the line its output quotes: it runs again.
+    delta.write_text(delta.read_text().replace("A fixture.", "A fixture.\n\nOne line more."))
+    proc = sphinx_build(root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert ran(root) == ["group/delta"]
+    assert "pages were made again from the outputs of their last run, without running: " \
+        "group/gamma.py" in proc.stdout  # fmt: skip
+    text = page_text(root, "group/gamma.html")
+    assert "A fixture, now described." in text and "appended comment joins" in text
+    assert "120" in text  # the stored output
+    assert "Verified</strong> 2001-02-03" in (html / "gamma.html").read_text()
+    assert (root / "_build/html/_images/group-sphx_glr_gamma_001.png").read_bytes() == figure
+    for name in ("gamma.py", "gamma.ipynb"):
+        (download,) = (root / "_build/html/_downloads").rglob(name)
+        assert "now described" in download.read_text(), name
+    assert "at line 14" in page_text(root, "group/delta.html")  
+
+    # One code line: exactly that recipe executes.
+    gamma.write_text(gamma.read_text().replace("factorial(5)", "factorial(6)"))
     assert sphinx_build(root).returncode == 0
     assert ran(root) == ["group/gamma"]
+    assert "720" in page_text(root, "group/gamma.html")
 
 
 def test_staleness_key_reruns_on_torch_or_device_change(tmp_path):
@@ -215,3 +255,40 @@ def test_a_wide_title_is_measured_as_docutils_measures_it(tmp_path):
     assert "Title underline too short" not in proc.stderr
     (root / "recipes/wide.py").write_text(short.replace("==========", "=" * 14))
     assert sphinx_build(root).returncode == 0
+
+
+def test_a_recipe_saved_again_while_it_runs_is_stored_under_the_text_that_ran(tmp_path):
+    mark = tmp_path / "running"
+
+    def slow(version, wait):
+        return recipe("Slow", f"import pathlib\nimport time\n\npathlib.Path({str(mark)!r}).touch()"
+                      f"\ntime.sleep({wait})\nprint('version', {version})")  # fmt: skip
+
+    root = make_project(tmp_path / "p", recipes={"slow.py": slow(1, 4)})
+    src = root / "recipes/slow.py"
+
+    def save_meanwhile():
+        deadline = time.monotonic() + 300
+        while not mark.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        src.write_text(slow(2, 0))
+
+    editor = threading.Thread(target=save_meanwhile)
+    editor.start()
+    proc = sphinx_build(root)
+    editor.join()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "version 2" in page_text(root, "slow.html")
+    assert timings(root)["slow"]["files_written"] == [], "the author's save blamed on the recipe"
+    for entry in (root / ".cache/recipes/store").glob("*/entry.json"):
+        stored = json.loads(entry.read_text())
+        page = (entry.parent / "files/slow.rst").read_text()
+        text = (entry.parent / "files/slow.py").read_text()
+        assert stored["record"]["source_md5"] == hashlib.md5(text.encode()).hexdigest()
+        version = re.search(r"print\('version', (\d)\)", text)[1]
+        assert f"version {version}" in page, "an output stored under another text"
+
+    src.write_text(slow(1, 0))  # back to the first text: nothing of it was kept
+    assert sphinx_build(root).returncode == 0
+    assert ran(root) == ["slow"]
+    assert "version 1" in page_text(root, "slow.html")

@@ -1,0 +1,116 @@
+"""``make serve``: one warm parent for the session, rebuilt after it dies, nothing left after it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import REPO, build_env, make_project, recipe
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(root: Path, port: int) -> subprocess.Popen:
+    """The command ``make serve`` runs, on a fixture project."""
+    cmd = [sys.executable, "-m", "recipes_site.serve", "-b", "html", "-W", "--keep-going",
+           "-c", str(root), "--host", "127.0.0.1", "--port", str(port), "--watch", "recipes",
+           "--ignore", "docs/recipes", "--ignore", "docs/sg_execution_times.rst",
+           "docs", "_build/html"]  # fmt: skip
+    env = build_env(PYTHONPATH=str(REPO / "docs" / "_ext"))
+    log = open(root / "serve.log", "w")  # noqa: SIM115
+    return subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_for(url: str, text: str, proc: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "make serve ended"
+        try:
+            if text in urllib.request.urlopen(url, timeout=5).read().decode():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"{text!r} never appeared at {url}")
+
+
+def left_behind(root: Path) -> list[str]:
+    """Processes that run in the project or name it on their command line."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and (str(root) in cmdline or cwd.startswith(str(root))):
+            found.append(f"{pid}: {cmdline[:200]}")
+    return found
+
+
+def stopped(root: Path, proc: subprocess.Popen, sig: int) -> list[str]:
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    deadline = time.monotonic() + 15
+    while left_behind(root) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left_behind(root)
+
+
+def server_pids(root: Path) -> list[int]:
+    from recipes_site import warmserver
+
+    return [json.loads(p.read_text())["pid"] for p in warmserver.folder(root).glob("*.json")]
+
+
+def test_rebuilds_fork_from_one_parent_which_comes_back_if_killed(tmp_path):
+    root = make_project(tmp_path / "p", recipes={"alpha.py": recipe("Alpha", 'print("v", 1)')})
+    port, src = free_port(), root / "recipes/alpha.py"
+    url = f"http://127.0.0.1:{port}/recipes/alpha.html"
+    proc = serve(root, port)
+    try:
+        wait_for(url, "v 1", proc)
+        (first,) = server_pids(root)
+        src.write_text(src.read_text().replace('"v", 1', '"v", 2'))
+        wait_for(url, "v 2", proc)
+        assert server_pids(root) == [first], "a rebuild started its own warm parent"
+        log = (root / "serve.log").read_text()
+        assert log.count("of it starting the warm parent") == 2
+        os.kill(first, signal.SIGKILL)  # the warm parent dies between two rebuilds
+        src.write_text(src.read_text().replace('"v", 2', '"v", 3'))
+        wait_for(url, "v 3", proc)
+        assert server_pids(root) not in ([], [first])
+    finally:
+        left = stopped(root, proc, signal.SIGTERM)
+    assert left == [], left
+
+
+def test_ctrl_c_while_a_recipe_runs_leaves_nothing_running(tmp_path):
+    mark = tmp_path / "running"
+    body = f"import pathlib\nimport time\n\npathlib.Path({str(mark)!r}).touch()\ntime.sleep(600)"
+    root = make_project(tmp_path / "p", recipes={"sleepy.py": recipe("Sleepy", body)})
+    proc = serve(root, free_port())
+    try:
+        deadline = time.monotonic() + 240
+        while not mark.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert mark.exists(), (root / "serve.log").read_text()[-3000:]
+        assert server_pids(root)
+    finally:
+        left = stopped(root, proc, signal.SIGINT)
+    assert left == [], left
