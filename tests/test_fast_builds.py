@@ -97,7 +97,7 @@ def test_incremental_rebuild_and_one_edit(tmp_path):
     for name in ("gamma.py", "gamma.ipynb"):
         (download,) = (root / "_build/html/_downloads").rglob(name)
         assert "now described" in download.read_text(), name
-    assert "at line 14" in page_text(root, "group/delta.html")  
+    assert "at line 14" in page_text(root, "group/delta.html")  # it said 12
 
     # One code line: exactly that recipe executes.
     gamma.write_text(gamma.read_text().replace("factorial(5)", "factorial(6)"))

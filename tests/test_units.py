@@ -422,8 +422,14 @@ def F(**kw):
             ("execute", ""),
         ),
         (
-            F(old_status="executed", old_key="k", output_current=True, old_same_text=False,
-              stored="executed", stored_same_text=False),
+            F(
+                old_status="executed",
+                old_key="k",
+                output_current=True,
+                old_same_text=False,
+                stored="executed",
+                stored_same_text=False,
+            ),
             ("rerender", ""),
         ),  # fmt: skip
         (F(stored="executed", selected=False), ("restore", "")),
@@ -912,7 +918,14 @@ def test_the_store_key_leaves_prose_out_but_not_requirements_or_torch(tmp_path):
 
     base = key(KEYED)
     assert key(KEYED.replace("# More prose.", "# Other words.")) == base
-    assert key(KEYED.replace('print("done")', 'print("done")\n# sphinx_gallery_requires = ["package:math"]')) != base  # noqa: E501
+    assert (
+        key(
+            KEYED.replace(
+                'print("done")', 'print("done")\n# sphinx_gallery_requires = ["package:math"]'
+            )
+        )
+        != base
+    )  # noqa: E501
     assert key(KEYED, torch="2.14.0") != base
     assert key(KEYED, device="cuda") != base
 
