@@ -939,7 +939,11 @@ def _page(text: str, outputs: list[str]) -> str:
     for block in sourcekey.blocks(text)[1:]:
         end = block.lineno + block.content.count("\n")
         page += f".. GENERATED FROM PYTHON SOURCE LINES {block.lineno}-{end}\n\n"
-        if block.type == "code":
+        if block.type == "code" and len(sourcekey.blocks(text)) <= 2:  # output first
+            out = next(runs, "")
+            page += out + ("\n\n|\n\n" if "script-out" in out else "")
+            page += codestr2rst(block.content, lang="Python") + "\n"
+        elif block.type == "code":
             page += codestr2rst(block.content, lang="Python") + "\n" + next(runs, "")
         else:
             page += block.content + "\n"
@@ -1005,3 +1009,15 @@ def test_an_authors_save_during_a_build_is_not_blamed_on_a_recipe():
     assert outcome.authors_file("recipes/compile/.graph_breaks.py.swp")
     assert outcome.authors_file("README.md") and outcome.authors_file("recipes/4913")
     assert not outcome.authors_file("recipes/compile/model.pt")
+
+
+def test_a_two_block_page_keeps_its_output_above_the_code_and_can_grow():
+    short = '"""\nTitle\n=====\n\nA summary.\n"""\n\nprint(math.pi)\n'
+    executed = _page(short, [OUT_PI])
+    reworded = short.replace("A summary.", "Another summary.")
+    spliced = rerender.splice(executed, short, _page(reworded, []), reworded)
+    assert spliced is not None and "Another summary." in spliced
+    assert spliced.index("3.14159") < spliced.index("print(math.pi)")  # sphinx-gallery's order
+    grown = short + "\n# %%\n# A closing text cell makes three blocks.\n"
+    spliced = rerender.splice(executed, short, _page(grown, []), grown)
+    assert spliced.index("print(math.pi)") < spliced.index("3.14159") < spliced.index("closing")

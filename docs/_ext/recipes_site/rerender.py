@@ -10,10 +10,10 @@ run (its date, device and measurements) are the stored run's.
 
 A page sphinx-gallery generated is a header, the docstring, then one segment
 per block, each opened by ``.. GENERATED FROM PYTHON SOURCE LINES a-b``.
-A code segment is its ``code-block`` listing (indented lines) followed by its
-output (lines at column 0 again); the timing and download footer closes the
-last segment. Anything that does not have that shape is not spliced: the
-recipe executes instead.
+A code segment is its ``code-block`` listing (indented lines) and its output
+(lines at column 0 again), the output first in a page of only two blocks;
+the timing and download footer closes the last segment. Anything that does
+not have that shape is not spliced: the recipe executes instead.
 
 Outputs that quote where the code sits (a line number, the recipe's file
 name: a warning's location, a traceback, ``frame.lineno``) would go stale
@@ -34,6 +34,7 @@ _FOOTER = re.compile(
     r"|\.\. _sphx_glr_download_)",
     re.M,
 )
+_SPACER = "\n\n|\n\n"  # sphinx-gallery's space between an output and the code below it
 # "line 61", "lineno=61", "lines 3": an output that quotes a line of the recipe.
 _LINE_REF = re.compile(r"\b(?:line|lines|lineno|line_no|line number)\b\W{0,3}\d+", re.I)
 
@@ -52,10 +53,22 @@ def _parts(page: str) -> tuple[str, list[tuple[int, str]], str] | None:
     return body[: marks[0].start()], segments, footer
 
 
-def _listing_and_output(segment: str) -> tuple[str, str] | None:
-    """A code segment cut after its listing's last line."""
+def _listing_and_output(segment: str, notebook_like: bool) -> tuple[str, str, str] | None:
+    """A code segment cut into (its mark, its listing, its output).
+
+    sphinx-gallery puts the output after the listing in a page of more than
+    two blocks, and before it (then a ``|`` spacer) in a page of two.
+    """
     lines = segment.splitlines(keepends=True)
-    if len(lines) < 3 or not lines[2].startswith(".. code-block::"):
+    starts = [i for i, line in enumerate(lines) if line.startswith(".. code-block::")]
+    if len(lines) < 3 or not starts:
+        return None
+    mark = "".join(lines[:2])
+    if not notebook_like:
+        output = "".join(lines[2 : starts[-1]])
+        output = output[: -len(_SPACER)] if output.endswith(_SPACER) else output
+        return mark, "".join(lines[starts[-1] :]), output
+    if starts[0] != 2:
         return None
     last = 2
     for i in range(3, len(lines)):
@@ -64,28 +77,34 @@ def _listing_and_output(segment: str) -> tuple[str, str] | None:
         if lines[i][0] not in " \t":
             break
         last = i
-    return "".join(lines[: last + 1]), "".join(lines[last + 1 :])
+    return mark, "".join(lines[2 : last + 1]), "".join(lines[last + 1 :])
 
 
-def _code_lines(text: str) -> set[int]:
-    return {b.lineno for b in sourcekey.blocks(text) if b.type == "code"}
+def _join(mark: str, listing: str, output: str, notebook_like: bool) -> str:
+    if notebook_like:
+        return mark + listing + output
+    spacer = _SPACER if "sphx-glr-script-out" in output else ""
+    return mark + output + spacer + listing
 
 
 def _code_segments(page: str, text: str):
-    """(head, segments, footer, {segment index: (listing, output)}) of a page made from ``text``."""
+    """(head, segments, footer, {segment index: (mark, listing, output)}, notebook-like)
+    of a page made from ``text``."""
     parts = _parts(page)
     if parts is None:
         return None
     head, segments, footer = parts
-    code = _code_lines(text)
+    found = sourcekey.blocks(text)
+    code = {b.lineno for b in found if b.type == "code"}
+    notebook_like = len(found) > 2
     cut = {}
     for i, (line, segment) in enumerate(segments):
         if line in code:
-            pair = _listing_and_output(segment)
-            if pair is None:
+            pieces = _listing_and_output(segment, notebook_like)
+            if pieces is None:
                 return None
-            cut[i] = pair
-    return head, segments, footer, cut
+            cut[i] = pieces
+    return head, segments, footer, cut, notebook_like
 
 
 def outputs(page: str, text: str) -> list[str] | None:
@@ -94,7 +113,7 @@ def outputs(page: str, text: str) -> list[str] | None:
     if found is None:
         return None
     cut = found[3]
-    return [cut[i][1] for i in sorted(cut)]
+    return [cut[i][2] for i in sorted(cut)]
 
 
 def splice(old_page: str, old_text: str, new_page: str, new_text: str) -> str | None:
@@ -104,11 +123,14 @@ def splice(old_page: str, old_text: str, new_page: str, new_text: str) -> str | 
     new = _code_segments(new_page, new_text)
     if old is None or new is None or len(old[3]) != len(new[3]):
         return None
-    runs = [old[3][i][1] for i in sorted(old[3])]
-    head, segments, _, cut = new
+    runs = [old[3][i][2] for i in sorted(old[3])]
+    head, segments, _, cut, notebook_like = new
     out = [head]
     for i, (_, segment) in enumerate(segments):
-        out.append(cut[i][0] + runs.pop(0) if i in cut else segment)
+        if i in cut:
+            mark, listing, _ = cut[i]
+            segment = _join(mark, listing, runs.pop(0), notebook_like)
+        out.append(segment)
     return "".join(out) + old[2]
 
 
