@@ -32,8 +32,53 @@ _TOKEN = re.compile(
 )
 
 
+# A call of one of these in an `if:` takes the place of the implicit `success()`.
+STATUS_FUNCTIONS = re.compile(r"\b(?:success|failure|cancelled|always)\s*\(")
+
+
 class ReplayError(AssertionError):
     pass
+
+
+class StepFailed(ReplayError):
+    """A step failed as it would on GitHub: its job fails, the replay goes on."""
+
+    def __init__(self, message: str, outputs: dict | None = None):
+        super().__init__(message)
+        self.outputs = outputs or {}
+
+
+class Run(list):
+    """One run: its job records (one per job or matrix entry that ran), in order.
+
+    ``jobs`` maps every job of the workflow to its result (``success``,
+    ``failure`` or ``skipped``), ``result`` is the run's (``failure`` when any
+    job failed), ``artifacts`` the names of the artifacts it uploaded.
+    """
+
+    def __init__(self, records: list, jobs: dict[str, str], artifacts: list[str]):
+        super().__init__(records)
+        self.jobs = jobs
+        self.artifacts = artifacts
+        self.result = "failure" if "failure" in jobs.values() else "success"
+
+    def having(self, result: str) -> list[str]:
+        return [name for name, r in self.jobs.items() if r == result]
+
+    @property
+    def failed(self) -> list[str]:
+        return self.having("failure")
+
+    @property
+    def skipped(self) -> list[str]:
+        return self.having("skipped")
+
+    @property
+    def ran(self) -> list[str]:
+        return [name for name, r in self.jobs.items() if r != "skipped"]
+
+    def errors(self) -> str:
+        return "\n".join(e for record in self for e in record["errors"])
 
 
 class Context(dict):
@@ -100,9 +145,9 @@ class Replay:
             "_fn_startsWith": lambda a, b: str(a or "").startswith(b),
             "_fn_hashFiles": lambda *globs: self._hash_files(ctx["_workspace"], globs),
             "_fn_always": lambda: True,
-            "_fn_success": lambda: True,
-            "_fn_failure": lambda: False,
-            "_fn_cancelled": lambda: False,
+            "_fn_success": lambda: ctx.get("_status", {}).get("success", True),
+            "_fn_failure": lambda: ctx.get("_status", {}).get("failure", False),
+            "_fn_cancelled": lambda: False,  # nothing cancels a replayed run
         }
         return eval(_python(expression), {"__builtins__": {}}, names)  # noqa: S307
 
@@ -119,12 +164,13 @@ class Replay:
         return re.sub(r"\$\{\{(.*?)\}\}", lambda m: _text(self.evaluate(m[1], ctx)), value)
 
     def condition(self, expression, ctx: dict) -> bool:
-        if expression is None:
-            return True
-        text = expression.strip()
+        """An `if:` as GitHub reads it: `success() && (...)` unless it calls a status function."""
+        text = "" if expression is None else str(expression).strip()
         if text.startswith("${{"):
             text = text[3:].rstrip()[:-2]
-        return bool(self.evaluate(text, ctx))
+        if not STATUS_FUNCTIONS.search(text) and not self.evaluate("success()", ctx):
+            return False
+        return bool(self.evaluate(text, ctx)) if text.strip() else True
 
     @staticmethod
     def _hash_files(workspace: Path, globs) -> str:
@@ -135,8 +181,14 @@ class Replay:
 
     # ---------------------------------------------------------------- runs, jobs, steps
 
-    def run(self, event: str = "workflow_dispatch", ref: str = "refs/heads/replay") -> list:
-        """One run of the workflow; returns this run's jobs as they ran."""
+    def run(
+        self, event: str = "workflow_dispatch", ref: str = "refs/heads/replay", check: bool = True
+    ) -> Run:
+        """One run of the workflow; returns its jobs as they ran.
+
+        With ``check`` (the default) a failed run raises :class:`ReplayError`
+        with what failed; without, the returned :class:`Run` says it.
+        """
         self.run_id += 1
         self.artifacts = self.scratch / f"run-{self.run_id}" / "artifacts"
         self.artifacts.mkdir(parents=True)
@@ -148,24 +200,53 @@ class Replay:
         outputs, ran = {}, []
         for name in self._order():
             job = self.spec["jobs"][name]
-            ctx = {"github": github, "vars": self.vars, "needs": outputs, "env": {}}
+            needs = self._needs(name)
+            ancestors = [outputs[a]["result"] for a in self._ancestors(name)]
+            status = {
+                "success": all(r == "success" for r in ancestors),
+                "failure": "failure" in ancestors,
+            }
+            ctx = {"github": github, "vars": self.vars, "_status": status}
+            ctx["needs"] = {n: outputs[n] for n in needs}
             ctx["runner"] = {"os": "Linux", "arch": "X64"}
+            ctx["env"] = {}
             ctx["env"] = self.interpolate(self.spec.get("env", {}), ctx)
+            outputs[name] = {"outputs": {}, "result": "skipped"}
             if not self.condition(job.get("if"), ctx):
                 continue
-            outputs[name] = {"outputs": {}, "result": "success"}
-            for matrix in self._matrix(job, ctx):
-                ran.append(self._job(name, job, {**ctx, "matrix": matrix}, outputs[name]))
+            records = [
+                self._job(name, job, {**ctx, "matrix": matrix}, outputs[name])
+                for matrix in self._matrix(job, ctx)
+            ]
+            failed = any(r["result"] == "failure" for r in records)
+            outputs[name]["result"] = "failure" if failed else "success"
+            ran.extend(records)
         self.log.extend(ran)
-        return ran
+        artifacts = sorted(p.name for p in self.artifacts.iterdir())
+        result = Run(ran, {n: o["result"] for n, o in outputs.items()}, artifacts)
+        if check and result.result != "success":
+            raise ReplayError(f"run {self.run_id} failed: jobs {result.failed}\n{result.errors()}")
+        return result
+
+    def _needs(self, name: str) -> list[str]:
+        needs = self.spec["jobs"][name].get("needs", [])
+        return [needs] if isinstance(needs, str) else list(needs)
+
+    def _ancestors(self, name: str) -> list[str]:
+        """Every job `name` needs, directly or through others: job-level success() asks them all."""
+        found, todo = [], self._needs(name)
+        while todo:
+            job = todo.pop()
+            if job not in found:
+                found.append(job)
+                todo.extend(self._needs(job))
+        return found
 
     def _order(self) -> list[str]:
         jobs, order = self.spec["jobs"], []
         while len(order) < len(jobs):
-            for name, job in jobs.items():
-                needs = job.get("needs", [])
-                needs = [needs] if isinstance(needs, str) else needs
-                if name not in order and all(n in order for n in needs):
+            for name in jobs:
+                if name not in order and all(n in order for n in self._needs(name)):
                     order.append(name)
         return order
 
@@ -187,16 +268,35 @@ class Replay:
             "job-index": matrix.get("_index", 0),
         }
         ctx["env"] = {**ctx["env"], **self.interpolate(job.get("env", {}), ctx)}
-        record = {"job": name, "label": label, "workspace": workspace, "commands": [], "saved": []}
-        posts = []
-        for step in job["steps"]:
+        record = {
+            "job": name, "label": label, "workspace": workspace, "commands": [], "saved": [],
+            "steps": [], "errors": [], "result": "success",
+        }  # fmt: skip
+        posts, failed = [], False
+        for number, step in enumerate(job["steps"], 1):
+            step_name = step.get("name") or step.get("uses") or f"step {number}"
+            ctx["_status"] = {"success": not failed, "failure": failed}
             if not self.condition(step.get("if"), ctx):
-                continue
-            outputs = self._step(step, ctx, workspace, record, posts)
+                outcome, outputs = "skipped", {}
+            else:
+                try:
+                    outcome, outputs = "success", self._step(step, ctx, workspace, record, posts)
+                except StepFailed as error:
+                    outcome, outputs = "failure", error.outputs
+                    record["errors"].append(f"{label}: {step_name}: {error}")
+            conclusion = outcome
+            if outcome == "failure" and self.interpolate(step.get("continue-on-error"), ctx):
+                conclusion = "success"
+            failed = failed or conclusion == "failure"
+            record["steps"].append({"name": step_name, "outcome": outcome})
             if step.get("id"):
-                ctx["steps"][step["id"]] = {"outputs": outputs}
-        for post in posts:
-            post()
+                ctx["steps"][step["id"]] = {
+                    "outputs": outputs, "outcome": outcome, "conclusion": conclusion,
+                }  # fmt: skip
+        if not failed:  # actions/cache saves in its post step, `post-if: success()`
+            for post in reversed(posts):
+                post()
+        record["result"] = "failure" if failed else "success"
         result["outputs"].update(self.interpolate(job.get("outputs", {}), ctx))
         return record
 
@@ -248,12 +348,13 @@ class Replay:
             cwd=cwd, env=full_env, capture_output=True, text=True, timeout=1800,
         )  # fmt: skip
         record["commands"].append({"run": script, "stdout": done.stdout, "stderr": done.stderr})
-        if done.returncode != 0:
-            raise ReplayError(
-                f"{record['label']}: `{script.strip()}` exited {done.returncode}\n"
-                f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-            )
         pairs = [line.split("=", 1) for line in output.read_text().splitlines() if "=" in line]
+        if done.returncode != 0:
+            raise StepFailed(
+                f"`{script.strip()}` exited {done.returncode}\n"
+                f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}",
+                dict(pairs),
+            )
         return dict(pairs)
 
     # ---------------------------------------------------------------- what GitHub stores
@@ -291,7 +392,7 @@ class Replay:
                      p.relative_to(root).parts)]  # fmt: skip
         if not files:
             if given.get("if-no-files-found", "warn") == "error":
-                raise ReplayError(f"upload {name}: no files at {pattern}")
+                raise StepFailed(f"upload {name}: no files at {pattern}")
             return
         for path in files:
             target = self.artifacts / name / path.relative_to(root)
@@ -308,7 +409,7 @@ class Replay:
         for name in names:
             source = self.artifacts / name
             if not source.is_dir():
-                raise ReplayError(f"download: no artifact named {name}")
+                raise StepFailed(f"download: no artifact named {name}")
             alone = "name" in given or given.get("merge-multiple") or len(names) == 1
             shutil.copytree(source, target if alone else target / name, dirs_exist_ok=True)
 

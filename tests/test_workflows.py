@@ -345,6 +345,88 @@ def check_notebooks_after_deploy(workflow):
     return []
 
 
+STATUS_FUNCTION = re.compile(r"\b(success|failure|cancelled|always)\s*\(")
+UPLOADS = ("actions/upload-artifact", "actions/upload-pages-artifact")
+
+
+def status_functions(condition):
+    """The status functions an `if:` calls; none means GitHub's implicit `success()`."""
+    return STATUS_FUNCTION.findall(str(condition or ""))
+
+
+def runs_after_failure(condition, allow_always=True):
+    """Whether an `if:` runs its step or job after a failure: `!cancelled()` (or `always()`) as
+    an `&&` term."""
+    terms = conjuncts(condition) if condition else []
+    return "!cancelled()" in terms or (allow_always and "always()" in terms)
+
+
+def merge_steps(workflow):
+    """(index, step) of the merge job's steps."""
+    return list(enumerate(workflow["jobs"]["merge"].get("steps") or []))
+
+
+def check_failed_shard_keeps_outputs(workflow):
+    """A failed recipe's shard still uploads, and the merge still runs and saves the store."""
+    problems = []
+    shard_uploads = [s for j, s in steps(workflow) if j == "shard" and uses(s, UPLOADS[0])]
+    for step in shard_uploads:
+        if not runs_after_failure(step.get("if")):
+            problems.append(f"shard upload {step.get('name')!r} is skipped after a failure")
+    merge = workflow["jobs"]["merge"]
+    terms = conjuncts(merge.get("if")) if merge.get("if") else []
+    if not runs_after_failure(merge.get("if"), allow_always=False):
+        problems.append(
+            f"merge does not run after a failed shard (or runs when cancelled): {terms}"
+        )
+    if "needs.plan.result == 'success'" not in terms:
+        problems.append(f"merge does not require the plan to have succeeded: {terms}")
+    savers = [
+        (i, s)
+        for i, s in merge_steps(workflow)
+        if "store-id" in str(s.get("run", "")) or uses(s, "actions/cache/save")
+    ]
+    if len(savers) != 2:
+        problems.append(f"expected the merge to hash and save the store, found {savers}")
+    merges = [
+        i for i, s in merge_steps(workflow) if re.search(r"\bmake merge\b", str(s.get("run")))
+    ]
+    for i, step in savers:
+        if not runs_after_failure(step.get("if")):
+            problems.append(f"merge step {step.get('name')!r} is skipped when `make merge` failed")
+        if not merges or i < merges[0]:
+            problems.append(f"merge step {step.get('name')!r} comes before `make merge`")
+    return problems
+
+
+def check_failure_publishes_nothing(workflow):
+    """A failed shard fails the merge before any upload; deploy and notebooks need success."""
+    problems = []
+    gates = [
+        i
+        for i, s in merge_steps(workflow)
+        if strip_expression(s.get("if", "")) == "needs.shard.result != 'success'"
+        and re.search(r"\bexit 1\b", str(s.get("run", "")))
+    ]
+    if len(gates) != 1:
+        return ["no merge step fails the job when `needs.shard.result != 'success'`"]
+    for i, step in merge_steps(workflow):
+        if any(uses(step, action) for action in UPLOADS):
+            if i < gates[0]:
+                problems.append(
+                    f"merge uploads {step['with'].get('name')!r} before the shard check"
+                )
+            if status_functions(step.get("if")):
+                problems.append(f"merge upload {step.get('name')!r} may run after a failure")
+    for job_id in ("deploy", "notebooks"):
+        job = workflow["jobs"].get(job_id) or {}
+        if status_functions(job.get("if")):
+            problems.append(f"{job_id} may run after a failure: {job.get('if')}")
+        if "merge" not in str(job.get("needs")):
+            problems.append(f"{job_id} does not need the merge")
+    return problems
+
+
 def check_dependabot(config):
     """Weekly, grouped updates for the actions and the pip requirements."""
     problems = []
@@ -439,6 +521,14 @@ def test_deploy_takes_the_uploaded_pages_artifact(workflows):
 
 def test_notebooks_wait_for_the_deploy(workflows):
     assert check_notebooks_after_deploy(workflows["docs.yml"]) == []
+
+
+def test_a_failed_shard_still_saves_the_good_outputs(workflows):
+    assert check_failed_shard_keeps_outputs(workflows["docs.yml"]) == []
+
+
+def test_a_failed_shard_fails_the_run_and_publishes_nothing(workflows):
+    assert check_failure_publishes_nothing(workflows["docs.yml"]) == []
 
 
 def test_dependabot_covers_actions_and_pip():
@@ -661,6 +751,56 @@ DOCS_BREAKAGES = {
     "notebooks before the deploy": (
         check_notebooks_after_deploy,
         lambda w: w["jobs"]["notebooks"].update(needs="merge"),
+    ),
+    "shard upload only on success": (
+        check_failed_shard_keeps_outputs,
+        lambda w: step_of(w, "shard", "upload-artifact").pop("if"),
+    ),
+    "merge only on success": (
+        check_failed_shard_keeps_outputs,
+        lambda w: w["jobs"]["merge"].update({"if": TRUSTED}),
+    ),
+    "merge even when cancelled": (
+        check_failed_shard_keeps_outputs,
+        lambda w: w["jobs"]["merge"].update(
+            {"if": f"always() && needs.plan.result == 'success' && ({TRUSTED})"}
+        ),
+    ),
+    "merge after a failed plan": (
+        check_failed_shard_keeps_outputs,
+        lambda w: w["jobs"]["merge"].update({"if": f"!cancelled() && ({TRUSTED})"}),
+    ),
+    "store hashed only on success": (
+        check_failed_shard_keeps_outputs,
+        lambda w: step_of(w, "merge", "store-id").pop("if"),
+    ),
+    "store saved only on success": (
+        check_failed_shard_keeps_outputs,
+        lambda w: step_of(w, "merge", "cache/save").pop("if"),
+    ),
+    "merge without the shard check": (
+        check_failure_publishes_nothing,
+        lambda w: w["jobs"]["merge"]["steps"].remove(step_of(w, "merge", "if a shard failed")),
+    ),
+    "shard check that does not fail": (
+        check_failure_publishes_nothing,
+        lambda w: step_of(w, "merge", "if a shard failed").update(run="echo a shard failed"),
+    ),
+    "preview uploaded after a failure": (
+        check_failure_publishes_nothing,
+        lambda w: step_of(w, "merge", "as a preview").update(
+            {"if": "always() && github.event_name == 'pull_request'"}
+        ),
+    ),
+    "Pages artifact uploaded before the shard check": (
+        check_failure_publishes_nothing,
+        lambda w: w["jobs"]["merge"]["steps"].insert(
+            0, step_of(w, "merge", "upload-pages-artifact")
+        ),
+    ),
+    "deploy after a failure": (
+        check_failure_publishes_nothing,
+        lambda w: w["jobs"]["deploy"].update({"if": "always() && github.ref == 'refs/heads/main'"}),
     ),
 }
 
