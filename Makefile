@@ -111,8 +111,9 @@ test-fast: $(TEST_STAMP) ## Unit tests only (seconds): the edit-test loop
 
 include .github/lint.mk
 
-bench: $(TEST_STAMP) ## Measure build speed: cold, no-op, one edit, JOBS=2, isolation, shards
+bench: $(TEST_STAMP) $(SERVE_STAMP) ## Measure build speed: cold, no-op, one edit, JOBS=2, shards, the author's loop
 	$(PY) tests/bench.py
+	$(PY) tests/bench_loop.py
 
 clean: ## Remove the built site, generated pages and caches (keeps .venv)
 	rm -rf $(BUILD) docs/recipes docs/sg_execution_times.rst .cache .pytest_cache
