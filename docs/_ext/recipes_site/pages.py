@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import re
 
-from . import records, sourcemap
+from . import records
+
+# The comment annotate_text leaves after the banner: which source line comes next
+# (:mod:`sourcemap` reads it; it imports this module, never the other way round).
+NEXT_LINE = "recipe-source-line"
 
 _TITLE = re.compile(r"^(\.\. _sphx_glr_[^\n]*:\n\n+[^\n]+\n=+\n)", re.M)
 _DOWNLOAD = re.compile(r"^\.\. _sphx_glr_download_", re.M)
@@ -93,7 +97,7 @@ def annotate_text(text: str, record: dict) -> str:
         # From the label, a blank line, then the docstring from source line 1: the
         # line after the underline is source line (lines in the match) - 1.
         following = m[1].count("\n") - 1
-        return f"{m[1]}\n{banner(record)}\n.. {sourcemap.NEXT_LINE} {following}\n\n"
+        return f"{m[1]}\n{banner(record)}\n.. {NEXT_LINE} {following}\n\n"
 
     text = _TITLE.sub(under_title, text, count=1)
     text = _ESTIMATED.sub("", text)

@@ -15,9 +15,10 @@ import os
 import re
 from pathlib import Path
 
+from . import pages, records
+
 _MARK = re.compile(r"^\.\. GENERATED FROM PYTHON SOURCE LINES (\d+)-(\d+)\s*$")
-NEXT_LINE = "recipe-source-line"  # pages.annotate_text's comment after the banner
-_NEXT = re.compile(rf"^\.\. {NEXT_LINE} (\d+)\s*$")
+_NEXT = re.compile(rf"^\.\. {pages.NEXT_LINE} (\d+)\s*$")
 _LABEL = re.compile(r"^\.\. _sphx_glr_\S+:\s*$")
 _LOCATION = re.compile(r"^(?P<path>.+\.rst):(?P<line>\d+)$")
 _found: dict[int, list[str]] = {}  # id(app) -> problems, as "file:line: message"
@@ -59,8 +60,6 @@ class RecipeLocations(logging.Filter):
     def _read(self, page: str, entry: dict) -> list[str]:
         """The page as docutils read it: annotated by :func:`pages.annotate_text`."""
         if page not in self.lines:
-            from . import pages, records
-
             text = Path(page).read_text(encoding="utf-8")
             record = records.read(entry)
             self.lines[page] = (pages.annotate_text(text, record) if record else text).split("\n")
