@@ -86,6 +86,9 @@ def test_rebuilds_fork_from_one_parent_which_comes_back_if_killed(tmp_path):
     try:
         wait_for(url, "v 1", proc)
         (first,) = server_pids(root)
+        src.write_text(src.read_text().replace("A fixture.", "A fixture, reworded."))
+        wait_for(url, "A fixture, reworded.", proc)  # prose: made again, nothing ran
+        assert "only the text of these changed" in (root / "serve.log").read_text()
         src.write_text(src.read_text().replace('"v", 1', '"v", 2'))
         wait_for(url, "v 2", proc)
         assert server_pids(root) == [first], "a rebuild started its own warm parent"

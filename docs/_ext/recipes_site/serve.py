@@ -1,47 +1,159 @@
-"""``make serve``: sphinx-autobuild, with one warm parent for the whole session.
+"""``make serve``: sphinx-autobuild's server, with builds forked from warm parents.
 
-sphinx-autobuild starts a fresh Sphinx process for every change. Each of them
-would start its own warm parent (torch's imports and a compiler warm-up,
-seconds) for the one recipe that changed. This wrapper runs sphinx-autobuild
-with ``RECIPES_SERVE_PID`` set to its own pid: the first build that needs a
-recipe process starts a warm parent that outlives it (:mod:`.warmserver`),
-and every later build forks from that same parent. The parent ends with this
-process (it watches it), and this process ends everything it started when it
-is stopped: Ctrl-C, SIGTERM, a closed terminal (SIGHUP), or the end of the
-``make`` that started it.
+An author's edit should cost what it changed. Two warm parents make that so:
 
-Usage: ``python -m recipes_site.serve <sphinx-autobuild arguments>``.
+* **the Sphinx side.** sphinx-autobuild runs ``python -m sphinx`` for every
+  change: a new interpreter that imports Sphinx, the theme, sphinx-gallery
+  and matplotlib (which sphinx-gallery imports for its scrapers) before it
+  reads a file, about 1.5 s here. This process imports them once and each
+  build runs in a fork of it (:class:`Builder`), so each build is still a
+  fresh process whose state ends with it, but starts warm. When this
+  extension's code changes under it, builds fall back to a fresh
+  interpreter until ``make serve`` is started again.
+* **the recipe side.** ``RECIPES_SERVE_PID`` names this process: the first
+  build that runs a recipe starts a recipe warm parent that outlives it
+  (:mod:`.warmserver`), and every later build forks recipe processes from it.
+
+The watching, serving and live reload are sphinx-autobuild's own classes,
+assembled as its ``__main__`` assembles them. Everything this process started
+ends with it: on Ctrl-C, SIGTERM, a closed terminal (SIGHUP), or when the
+``make`` above it ends.
+
+Usage: ``python -m recipes_site.serve --host H --port P [--watch DIR]...
+[--ignore PATH]... <sphinx-build options> SOURCEDIR OUTPUTDIR``.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import ctypes
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from . import warmserver
 
-STOP_GRACE = 5.0  # seconds sphinx-autobuild gets to stop before it is killed
+PRELOAD = (
+    "sphinx.cmd.build",
+    "sphinx.builders.html",
+    "pydata_sphinx_theme",
+    "sphinx_copybutton",
+    "sphinx_gallery.gen_gallery",
+    "sphinx_gallery.gen_rst",
+    "sphinx_gallery.notebook",
+    "matplotlib.pyplot",
+)
 
 
-def stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM to sphinx-autobuild and the builds it started, then SIGKILL."""
-    for sig, wait in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGTERM when the one that forked it dies."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Builder:
+    """sphinx-autobuild's build callback: a Sphinx build in a fork of the warm process.
+
+    sphinx-autobuild calls it in a fresh worker process (a fork of this one)
+    for each change, and once in this process for the first build.
+    """
+
+    def __init__(self, sphinx_args: list[str], uri: str, project: Path, code: str):
+        self.sphinx_args = sphinx_args
+        self.uri = uri
+        self.project = project
+        self.code = code  # this extension's code when it was imported
+
+    def __call__(self, *, changed_paths=()):
+        from sphinx_autobuild.utils import show_message
+
+        names = ", ".join(sorted({Path(p).name for p in changed_paths})[:5])
+        if names:
+            show_message(f"Detected changes ({names})")
+        show_message("Rebuilding...")
+        code = self.build()
+        if code:
+            print(f"Sphinx exited with exit code: {code}; serving the last good build")
+        show_message(f"Serving on {self.uri}")
+
+    def build(self) -> int:
+        if extension_code() != self.code:  # stale imports: a cold interpreter reads the new code
+            cmd = [sys.executable, "-m", "sphinx", "build", *self.sphinx_args]
+            return subprocess.run(cmd, check=False).returncode
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                _die_with_parent()
+                from sphinx.cmd.build import build_main
+
+                code = build_main(self.sphinx_args)
+            finally:
+                with contextlib.suppress(Exception):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status)
+
+
+def extension_code() -> str:
+    return warmserver.fingerprint(Path.cwd(), "", "")
+
+
+def _args(argv: list[str]):
+    parser = argparse.ArgumentParser(prog="python -m recipes_site.serve", allow_abbrev=False)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--watch", action="append", default=[])
+    parser.add_argument("--ignore", action="append", default=[])
+    args, sphinx_args = parser.parse_known_args(argv)
+    if len(sphinx_args) < 2:
+        parser.error("give Sphinx's source and output folders")
+    return args, sphinx_args
+
+
+def app_for(args, sphinx_args: list[str], builder: Builder):
+    """sphinx-autobuild's application: watch, rebuild, serve, reload the browser."""
+    from sphinx_autobuild.filter import IgnoreFilter
+    from sphinx_autobuild.middleware import JavascriptInjectorMiddleware
+    from sphinx_autobuild.server import RebuildServer
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.routing import Mount, WebSocketRoute
+    from starlette.staticfiles import StaticFiles
+
+    source, out = Path(sphinx_args[-2]).resolve(), Path(sphinx_args[-1]).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    ignored = IgnoreFilter([".git", ".venv", ".cache", *args.ignore, out], [])
+    watcher = RebuildServer([source, *args.watch], ignored, change_callback=builder)
+    return Starlette(
+        routes=[
+            WebSocketRoute("/websocket-reload", watcher, name="reload"),
+            Mount("/", app=StaticFiles(directory=out, html=True), name="static"),
+        ],
+        middleware=[Middleware(JavascriptInjectorMiddleware, ws_url=f"{args.host}:{args.port}")],
+        lifespan=watcher.lifespan,
+    )
+
+
+def _watch_parent(parent: int) -> None:
+    """End this session when the ``make`` that started it is gone."""
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def end_session(project: Path, owner: int) -> None:
-    """Tell every warm parent of this session to end, and wait until they have."""
+    """End every build still running and every warm parent of this session."""
+    for proc in multiprocessing.active_children():
+        proc.kill()
     found = []
     for info in warmserver.folder(project).glob("*.json"):
         data = warmserver.read_info(info)
@@ -56,32 +168,46 @@ def end_session(project: Path, owner: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str]) -> int:
-    owner = os.getpid()
+    import importlib
+
+    import uvicorn
+    from sphinx_autobuild.utils import show_message
+
+    args, sphinx_args = _args(argv)
     project = Path.cwd()
-    env = {**os.environ, warmserver.OWNER_ENV: str(owner)}
-    parent = os.getppid()
-    stopping = []
-
-    def stop(signum, frame):
-        stopping.append(signum)
-
+    os.environ[warmserver.OWNER_ENV] = str(os.getpid())
+    for name in PRELOAD:  # what every build imports, once, before the first fork
+        importlib.import_module(name)
+    builder = Builder(sphinx_args, f"http://{args.host}:{args.port}", project, extension_code())
+    # The main thread takes the signals; the server runs in a thread of its own.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, stop)
-    # A session of its own: this process stops it and everything in it as one.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sphinx_autobuild", *argv], env=env, start_new_session=True
-    )
+        signal.signal(sig, _stop)
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    server = None
     try:
-        while proc.poll() is None and not stopping:
-            if os.getppid() != parent:  # `make` was stopped without us
-                break
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=0.2)
+        app = app_for(args, sphinx_args, builder)
+        show_message("Starting initial build")
+        builder()
+        show_message("Waiting to detect changes...")
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.2)
+    except KeyboardInterrupt:
+        pass
     finally:
-        stop_group(proc)
-        end_session(project, owner)
-    return 0 if stopping else (proc.returncode or 0)
+        end_session(project, os.getpid())
+        if server is not None:
+            server.should_exit = True
+            thread.join(10)
+    return 0
 
 
 if __name__ == "__main__":
