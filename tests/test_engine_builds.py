@@ -9,8 +9,11 @@ crash, hang, leak or misbehave in every way a process can).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import time
+from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
@@ -32,6 +35,11 @@ FAULT_ERRORS = {
     "j_loops_in_c.py:10": "recipe timed out: ran past its time limit of 3 s and was stopped",
     "k_thread_never_ends.py:14": "recipe ran to the end, but its process did not exit",
     "l_over_memory_limit.py:11": "recipe failed: used more than its memory limit of 1.5 GB",
+    # Caught its time limit and went on: still timed out, never "Verified" or stored.
+    "o_swallows_time_limit.py:17": "recipe timed out: ran past its time limit of 3 s",
+    "p_ignores_sigterm.py:14": "recipe timed out: ran past its time limit of 2 s and was stopped",
+    "q_fails_after_printing.py:9": "recipe failed: ValueError: the cell fails after printing",
+    "v_30mb_message.py:8": "recipe failed: RuntimeError: xxxxxxxx",
 }
 # What the fault recipes may take at most, one after another: their time
 # limits, the grace periods, and every other recipe. A guard against a hang,
@@ -56,7 +64,7 @@ def _errors(proc) -> set[str]:
     """The ``file:line: ERROR: message`` lines of a build, without folders and
     without the memory a recipe was seen using (a measurement)."""
     return {
-        re.sub(r"\(\d+(\.\d+)? [kMG]B resident\)", "(N resident)", re.sub(r"^\S*/", "", line))
+        re.sub(r"\(\d+(\.\d+)? [kMG]B in use\)", "(N in use)", re.sub(r"^\S*/", "", line))
         for line in proc.stderr.splitlines()
         if ": ERROR: " in line and not line.startswith(" ")
     }
@@ -353,4 +361,80 @@ def test_strict_build_fails_on_files_written_into_the_project(tmp_path):
     assert (
         "e_writes_in_the_repository.py:1: ERROR: recipe wrote into the source tree: "
         "written_by_a_recipe.txt" in proc.stderr
+    )
+
+
+# ---------------------------------------------------------------- supervision you can trust
+
+
+def _alive_with(text: str) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(f"{pid}: {cmdline}")
+    return found
+
+
+def test_no_process_a_recipe_started_outlives_it(faults_build):
+    root, proc = faults_build
+    time.sleep(3)  # the daemon would have written by now: 2 s after its recipe returned
+    assert _alive_with("sleep 301.25") == []
+    assert not list(root.rglob("written_by_a_daemon.txt")), "a daemon outlived its recipe"
+    for name, what in (("m_daemon_writes_late", "a fork of the recipe's process"),
+                       ("n_new_session", "sleep 301.25")):  # fmt: skip
+        assert re.search(
+            rf"{name}\.py:1: recipe left processes running when it ended, which the build "
+            rf"stopped: pid \d+: {re.escape(what)}",
+            proc.stdout,
+        ), name
+    files = {r["recipe"]: r["files_written"] for r in _timings(root).values()}
+    assert files["m_daemon_writes_late"] == [] and files["s_after_the_parent_killer"] == []
+
+
+def test_a_failing_cell_shows_what_it_printed_before_the_end(faults_build):
+    root, _ = faults_build
+    for name, printed in (
+        ("q_fails_after_printing", "computed 42"),  # raised
+        ("p_ignores_sigterm", "stubborn 42"),
+    ):  # killed at its limit
+        page = BeautifulSoup(_page(root, name), "html.parser")
+        (note,) = page.select("div.admonition.error")
+        assert printed in note.get_text(), (name, note.get_text())
+
+
+def test_a_killed_warm_parent_hurts_no_other_recipe(faults_build):
+    root, _ = faults_build
+    t = _timings(root)
+    assert t["r_kills_warm_parent"]["status"] == "executed"
+    assert t["s_after_the_parent_killer"]["status"] == "executed"
+    assert "healthy 5" in _text(root, "s_after_the_parent_killer")
+    assert t["z_good"]["status"] == "executed"
+
+
+def test_memory_counts_shared_pages_once(faults_build):
+    root, _ = faults_build
+    t = _timings(root)
+    # Four forked DataLoader workers fit a 900 MB limit (their resident sizes add up
+    # to far more); the recipe that really uses 1.5 GB is stopped.
+    assert t["t_dataloader_workers"]["status"] == "executed"
+    assert "sum of the batches: 3120.0" in _text(root, "t_dataloader_workers")
+    assert 50 < t["t_dataloader_workers"]["peak_rss_mb"] < 900
+    assert t["l_over_memory_limit"]["status"] == "failed"
+
+
+def test_console_and_images_are_bounded(faults_build):
+    root, proc = faults_build
+    assert len(proc.stdout) + len(proc.stderr) < 1_000_000
+    (log,) = (root / "_build/recipe-logs").glob("v_30mb_message.log")
+    assert log.stat().st_size > 100_000  # the whole failure, kept aside
+    assert str(log) in proc.stderr
+    assert re.search(
+        r"w_huge_figure\.py:1: figures larger than 5\.0 MB: sphx_glr_w_huge_figure_001\.png "
+        r"\(\d+\.\d MB\)",
+        proc.stdout,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import types
 from pathlib import Path
 
@@ -259,7 +260,7 @@ def test_annotate_adds_verified_line_and_one_memory_figure():
     )
     assert "Estimated memory usage" not in text
     assert text.count("Peak memory") == 1
-    assert "**Peak memory:** 512 MB of RAM for the whole process (PyTorch included)" in text
+    assert "**Peak memory:** 512 MB for the recipe's processes (PyTorch included; " in text
     assert text.index("Peak memory") < text.index(".. _sphx_glr_download")
     assert "CUDA" not in text.split("Peak memory")[1]
     cuda = pages.annotate_text(RST, {**record, "peak_cuda_mb": 300})
@@ -307,6 +308,8 @@ def _row(**kw):
         "notes": [],
         "files_written": [],
         "error": None,
+        "target_dir": "/nonexistent",
+        "stem": "r",
     }
     row.update(kw)
     return row
@@ -685,7 +688,7 @@ def test_stopped_children_get_named_failures():
     )
     assert outcome.stopped(child("time", -9), job, 5, None)[0] == "timed-out"
     status, text = outcome.stopped(child("memory", -9), job, 5, 10**9)
-    assert status == "failed" and "memory limit of 1.0 GB (2.0 GB resident)" in text
+    assert status == "failed" and "memory limit of 1.0 GB (2.0 GB in use)" in text
     assert "run out of memory" in outcome.stopped(child(exitcode=-9), job, 0, None)[1]
 
 
@@ -1021,3 +1024,41 @@ def test_a_two_block_page_keeps_its_output_above_the_code_and_can_grow():
     grown = short + "\n# %%\n# A closing text cell makes three blocks.\n"
     spliced = rerender.splice(executed, short, _page(grown, []), grown)
     assert spliced.index("print(math.pi)") < spliced.index("3.14159") < spliced.index("closing")
+
+
+def test_figures_too_large_for_a_page_are_named_with_their_sizes(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images/sphx_glr_r_001.png").write_bytes(b"x" * 6_000_000)
+    (tmp_path / "images/sphx_glr_r_002.png").write_bytes(b"x" * 5_000_000)
+    row = _row(target_dir=str(tmp_path), fate="execute", ran_in_this_build=True)
+    fatal, notes = report.problems([row], strict=False)
+    assert fatal == []
+    assert any("sphx_glr_r_001.png (6.0 MB)" in n and "002" not in n for n in notes), notes
+    assert any("its figures weigh 11.0 MB, over the page budget of 10.0 MB" in n for n in notes)
+    fatal, _ = report.problems([row], strict=True)
+    assert len(fatal) == 2
+
+
+def test_a_long_message_is_cut_and_kept_whole_in_a_file(tmp_path):
+    text = "boom " * 10_000 + "\n" + "\n".join(f"line {i}" for i in range(100))
+    short = report.bounded(text, "group/r", tmp_path)
+    assert len(short) < report.MESSAGE_LIMIT + 300
+    (log,) = tmp_path.glob("*.log")
+    assert log.read_text() == text and str(log) in short
+    assert report.bounded("short", "r", tmp_path) == "short"
+
+
+def test_a_store_entry_missing_a_file_is_no_entry_and_leftovers_are_swept(tmp_path):
+    section = tmp_path / "section"
+    lay_out(section, "r0")
+    record = records.new_record("r0", "", "executed", "k0", "")
+    store.put(tmp_path / "s", "k0", "r0", section, "r0", record)
+    assert store.get(tmp_path / "s", "k0") is not None
+    (tmp_path / "s/k0/files/r0.ipynb").unlink()  # a removal killed halfway, as before
+    assert store.get(tmp_path / "s", "k0") is None
+    dead = tmp_path / "s/.old-k9-999999999"
+    dead.mkdir()
+    mine = tmp_path / f"s/.tmp-k8-{os.getpid()}"  # still being written by a live build
+    mine.mkdir()
+    assert store.sweep(tmp_path / "s") == [dead.name]
+    assert mine.exists() and not dead.exists()

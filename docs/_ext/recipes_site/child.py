@@ -22,6 +22,7 @@ loggers, open files) ends with this process.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import os
@@ -46,6 +47,7 @@ _NO_CUDA = re.compile(
     re.I,
 )
 _DRIFT = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+MESSAGE_LIMIT = 2_000  # characters of an error message kept in the record
 EXIT_GRACE = 5.0  # seconds the parent waits, after the result, for the process to end
 LOG_LIMIT = 64 * 10**6  # bytes the parent lets a process write to its C-level output
 TIME_LIMIT_SIGNAL = signal.SIGTERM  # the parent's first, polite, stop
@@ -76,6 +78,11 @@ class Run:
     peak_cuda_mb: float = 0.0
     in_block: bool = False
     expired: bool = False
+    cell_line: int = 0  # the recipe's line when its time ran out
+    partial: str = ""  # the file that holds what the running cell printed
+    partial_limit: int = 200_000
+    partial_left: int = 0
+    cell_output: object = None  # sphinx-gallery's buffer of the running cell
     error: dict | None = None
     traceback: str = ""
     status: str = "executed"
@@ -98,22 +105,11 @@ def _torch():
 
 
 def peak_rss_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
+    """The recipe's memory now, in MiB, as :mod:`.memory` defines it (the peak is the
+    largest of these, taken after each code cell and by the supervisor meanwhile)."""
+    from . import memory
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _reset_peak_rss() -> None:
-    try:  # Linux: writing 5 resets the peak resident set size of this process
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
+    return memory.used(os.getpid()) / 2**20
 
 
 def _cuda_in_use():
@@ -145,6 +141,44 @@ class BlockRunner:
     __hash__ = object.__hash__
 
 
+class _Printed:
+    """A stream in front of sphinx-gallery's: what the current cell prints also goes
+    to a file, so that a cell that fails, or a process that is killed, still shows
+    what it printed before the end (sphinx-gallery shows only the traceback)."""
+
+    def __init__(self, inner, run: Run):
+        self.inner = inner
+        self.run = run
+        # sphinx-gallery gives each code cell a buffer of its own; a cell may reach
+        # this hook twice (its body, then its last expression).
+        cell = getattr(inner, "output", None)
+        new_cell = cell is None or cell is not run.cell_output
+        run.cell_output = cell
+        if new_cell:
+            run.partial_left = run.partial_limit
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if new_cell else os.O_APPEND)
+            self.fd = os.open(run.partial, flags, 0o644) if run.partial else -1
+        except OSError:
+            self.fd = -1
+
+    def write(self, text):
+        if self.run.partial_left > 0 and self.fd >= 0:
+            data = str(text)[: self.run.partial_left].encode("utf-8", "replace")
+            with contextlib.suppress(OSError):
+                os.write(self.fd, data)
+            self.run.partial_left -= len(data)
+        return self.inner.write(text)
+
+    def close_file(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
 def run_block(func):
     """Execute one code block of the current recipe and measure it."""
     run = _current
@@ -156,11 +190,14 @@ def run_block(func):
         raise exc
     start = time.perf_counter()
     run.in_block = True
+    shown = sys.stdout
+    sys.stdout = _Printed(shown, run)  # what the cell prints, kept should it fail
     try:
         result = func()
         cuda = _cuda_in_use()
         if cuda:
-            cuda.synchronize()
+            for device in range(cuda.device_count()):  # every device it may have used
+                cuda.synchronize(device)
     except SystemExit as exc:
         # Reported where sys.exit() was called, not where the page was made.
         stop = RecipeExit(f"the recipe called sys.exit({exc.code!r})")
@@ -172,6 +209,9 @@ def run_block(func):
         _classify(run, exc)
         raise
     finally:
+        if isinstance(sys.stdout, _Printed):
+            sys.stdout.close_file()
+            sys.stdout = shown
         run.in_block = False
         run.seconds += time.perf_counter() - start
     peak = peak_rss_mb()
@@ -204,11 +244,11 @@ def _classify(run: Run, exc: BaseException, replacement: Exception | None = None
     run.error = {
         "file": run.src,
         "line": mine[-1].lineno if mine else 1,
-        "message": message.splitlines()[0],
+        "message": (message.splitlines() or [""])[0][:MESSAGE_LIMIT],
     }
     run.traceback = "".join(
         traceback.format_list(frames) + traceback.format_exception_only(type(exc), exc)
-    ).rstrip()
+    ).rstrip()[: 100 * MESSAGE_LIMIT]
     if replacement is not None:
         replacement.__traceback__ = exc.__traceback__
     return replacement
@@ -235,6 +275,9 @@ def _on_time_limit(signum, frame):
     if run is None:
         return
     run.expired = True
+    while frame is not None and frame.f_code.co_filename != run.src:
+        frame = frame.f_back
+    run.cell_line = frame.f_lineno if frame is not None else 0
     if run.in_block:
         raise RecipeTimeout(f"ran past its time limit of {run.timeout:g} s")
 
@@ -351,6 +394,11 @@ def seed_everything(seed: int = 0) -> None:
 def _detach(spec: dict):
     """Own process group; C-level output and fatal tracebacks into the job's log."""
     os.setsid()
+    from . import warmserver
+
+    # Processes the recipe starts stay its descendants, even orphaned ones
+    # (a daemon, a process in a session of its own): end_leftovers finds them.
+    warmserver.become_subreaper()
     log_fd = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
@@ -397,7 +445,14 @@ def _finish(spec: dict, run: Run, out_vars: dict) -> dict:
     page = Path(spec["target_dir"]) / f"{Path(spec['src']).stem}.rst"
     cut = outputs.bound_file(page, spec["cell_limit"], spec["page_limit"])
     if run.status == "executed":
-        if "formatted_exception" in out_vars or not out_vars.get("passing"):
+        if run.expired:  # it reached its limit, whatever it did with the signal
+            run.status = "timed-out"
+            run.error = {
+                "file": run.src,
+                "line": run.cell_line or 1,
+                "message": f"ran past its time limit of {run.timeout:g} s",
+            }
+        elif "formatted_exception" in out_vars or not out_vars.get("passing"):
             run.status = "failed"
             run.error = run.error or {"file": run.src, "line": 1, "message": "the recipe failed"}
         elif run.seconds <= 0:
@@ -425,6 +480,14 @@ def _finish(spec: dict, run: Run, out_vars: dict) -> dict:
     }
 
 
+def leftovers_path(result: str) -> str:
+    return result + ".leftovers"
+
+
+def partial_path(result: str) -> str:
+    return result + ".printed"
+
+
 def _md5(path) -> str:
     import hashlib
 
@@ -437,13 +500,13 @@ def _md5(path) -> str:
 def run_one(spec: dict, gallery_conf: dict) -> dict:
     """Execute one recipe through sphinx-gallery; return its result for the parent."""
     global _current
-    run = Run(src=spec["src"], timeout=spec["timeout"])
+    run = Run(src=spec["src"], timeout=spec["timeout"], partial=partial_path(spec["result"]))
+    run.partial_limit = spec["cell_limit"]
     run.expected_warnings = tuple(spec["expected_warnings"])
     _current = run
     started = time.time()
     try:
         seed_everything()
-        _reset_peak_rss()
         before = _md5(spec["src"])
         out_vars = _generate(spec, gallery_conf)
         result = _finish(spec, run, out_vars)
@@ -465,9 +528,25 @@ def run_one(spec: dict, gallery_conf: dict) -> dict:
     return result
 
 
+def end_leftovers() -> None:
+    """At the end of the process: end every process the recipe left running, and
+    write down which (the parent reports them) next to the last recipe's result."""
+    from . import warmserver
+
+    # multiprocessing's own helpers end with the process that started them: not a leak.
+    ended = [p for p in warmserver.end_descendants() if not _HELPER.search(p)]
+    if ended and _leftovers is not None:
+        records.write_json(Path(_leftovers), ended)
+
+
+_leftovers: str | None = None
+_HELPER = re.compile(r"multiprocessing\.(resource_tracker|forkserver|semaphore_tracker)")
+
+
 def main(specs: list[dict], gallery_conf: dict, conn=None) -> None:
     """Run ``specs`` (one recipe, unless isolation is off) and report each to ``conn``."""
-    global _log
+    global _log, _leftovers
+    _leftovers = leftovers_path(specs[-1]["result"])
     _log = _detach(specs[0])
     events = _prepare(specs[0])
     for spec in specs:

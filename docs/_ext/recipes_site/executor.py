@@ -37,7 +37,7 @@ from pathlib import Path
 
 from sphinx.errors import ExtensionError
 
-from . import child, meta, outcome, plan, records, sourcetree, warmserver
+from . import child, memory, meta, outcome, plan, records, sourcetree, warmserver
 
 POLL = 0.05  # seconds between looks at running children
 TERM_GRACE = 3.0  # from SIGTERM at the time limit to SIGKILL
@@ -94,17 +94,9 @@ def needs_compiler(entries: list[dict]) -> bool:
     return False
 
 
-def default_memory_limit(fraction: float = 0.8) -> int | None:
-    """A share of this machine's memory: a runaway recipe is stopped, not the machine."""
-    try:
-        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-    return int(pages * size * fraction)
-
-
 class Supervisor:
-    """Starts, watches and stops the children of one build."""
+    """Starts the children of one build, hands each its recipes, and reaps them;
+    :func:`police` enforces each one's limits meanwhile."""
 
     def __init__(self, settings: dict, gallery_conf: dict):
         self.settings = settings
@@ -133,7 +125,7 @@ class Supervisor:
                     if c.process.exitcode is not None:
                         self._reap(c)
                     else:
-                        self._police(c, now)
+                        police(c, now)
         finally:
             for c in self.running:  # interrupted: leave nothing behind
                 _signal_group(c, signal.SIGKILL)
@@ -146,13 +138,13 @@ class Supervisor:
                 self._start(queue[:], more=False)
                 queue.clear()
             return
-        # A child whose recipe is done no longer holds a place while its process
-        # ends, but a recipe that must run alone waits for every process to end.
-        busy = [c for c in self.running if not c.result_at]
-        while queue and len(busy) < self.settings["jobs"]:
-            if (queue[0].serial and self.running) or any(c.serial for c in busy):
+        # A child holds its place until its process is reaped, so that nothing it
+        # left (a busy thread, a process) runs beside the next recipe or is taken
+        # for its doing.
+        while queue and len(self.running) < self.settings["jobs"]:
+            if (queue[0].serial and self.running) or any(c.serial for c in self.running):
                 return
-            busy.append(self._start([queue.pop(0)], more=bool(queue)))
+            self._start([queue.pop(0)], more=bool(queue))
 
     def _fork(self) -> tuple[warmserver.RemoteProcess, Connection]:
         """A recipe process, forked and waiting for its recipes."""
@@ -180,6 +172,7 @@ class Supervisor:
             process.join(timeout=5)
             if process.exitcode is None:
                 process.kill()
+            _close(process, conn)
             self.standby = None
 
     def _spec(self, job: Job) -> dict:
@@ -203,7 +196,12 @@ class Supervisor:
         self._look_for_changes()
         process, conn = self.standby or self._fork()
         self.standby = None
-        conn.send([self._spec(job) for job in jobs])
+        try:
+            conn.send([self._spec(job) for job in jobs])
+        except OSError:  # the waiting process died (or its parent killed it): another
+            _close(process, conn)
+            process, conn = self._fork()
+            conn.send([self._spec(job) for job in jobs])
         now = time.monotonic()
         timeout = sum(job.entry["timeout"] for job in jobs)
         c = Child(jobs, process, conn, now, now + timeout)
@@ -223,8 +221,8 @@ class Supervisor:
 
     def _reap(self, c: Child) -> None:
         c.process.join()
-        c.conn.close()
         _signal_group(c, signal.SIGKILL)  # anything it started and left behind
+        _close(c.process, c.conn)
         c.ended = time.monotonic()
         self._look_for_changes()
         self.running.remove(c)
@@ -238,37 +236,49 @@ class Supervisor:
         for c in self.running:
             c.changed.update(changed)
 
-    # ---------------------------------------------------------------- supervision
 
-    def _police(self, c: Child, now: float) -> None:
-        if c.stopping and now >= c.kill_at:
-            _signal_group(c, signal.SIGKILL)
-        elif c.result_at and now - c.result_at > EXIT_GRACE and not c.stopping:
-            self._stop(c, "exit", now, grace=0.0)
-        elif now >= c.deadline and not c.stopping and not c.result_at:
-            self._stop(c, "time", now, grace=TERM_GRACE)
-        elif now >= c.next_memory_check and not c.stopping:
-            self._check_memory(c, now)
+# ---------------------------------------------------------------------- supervision
+# What the supervisor enforces on one running child, from outside it.
 
-    def _check_memory(self, c: Child, now: float) -> None:
-        c.next_memory_check = now + 0.25
-        rss = group_rss(c.process.pid)
-        c.peak_rss = max(c.peak_rss, rss)
-        if c.job.memory_limit and rss > c.job.memory_limit:
-            self._stop(c, "memory", now, grace=0.0)
-        elif _size(c.job.log) > LOG_LIMIT:
-            self._stop(c, "log", now, grace=0.0)
 
-    def _stop(self, c: Child, why: str, now: float, grace: float) -> None:
-        """Ask for every thread's traceback, then stop politely or at once."""
-        c.stopping = why
-        c.kill_at = now + grace
-        _signal_child(c, child.DUMP_SIGNAL)
-        time.sleep(0.05)  # the traceback is written by a C signal handler: let it finish
-        if grace:
-            _signal_child(c, child.TIME_LIMIT_SIGNAL)
-        else:
-            _signal_group(c, signal.SIGKILL)
+def police(c: Child, now: float) -> None:
+    """Enforce the child's limits: time, memory, log size, and the exit after its result."""
+    if c.stopping and now >= c.kill_at:
+        _signal_group(c, signal.SIGKILL)
+    elif c.result_at and now - c.result_at > EXIT_GRACE and not c.stopping:
+        stop(c, "exit", now, grace=0.0)
+    elif now >= c.deadline and not c.stopping and not c.result_at:
+        stop(c, "time", now, grace=TERM_GRACE)
+    elif now >= c.next_memory_check and not c.stopping:
+        check_memory(c, now)
+
+
+def check_memory(c: Child, now: float) -> None:
+    c.next_memory_check = now + 0.25
+    rss = memory.used(c.process.pid)
+    c.peak_rss = max(c.peak_rss, rss)
+    if c.job.memory_limit and rss > c.job.memory_limit:
+        stop(c, "memory", now, grace=0.0)
+    elif _size(c.job.log) > LOG_LIMIT:
+        stop(c, "log", now, grace=0.0)
+
+
+def stop(c: Child, why: str, now: float, grace: float) -> None:
+    """Ask for every thread's traceback, then stop politely or at once."""
+    c.stopping = why
+    c.kill_at = now + grace
+    _signal_child(c, child.DUMP_SIGNAL)
+    time.sleep(0.05)  # the traceback is written by a C signal handler: let it finish
+    if grace:
+        _signal_child(c, child.TIME_LIMIT_SIGNAL)
+    else:
+        _signal_group(c, signal.SIGKILL)
+
+
+def _close(process: warmserver.RemoteProcess, conn: Connection) -> None:
+    """Every handle of a finished child: a long build must not run out of them."""
+    conn.close()
+    process.close()
 
 
 def _signal_child(c: Child, sig: int) -> None:
@@ -290,24 +300,6 @@ def _size(path: str) -> int:
         return os.stat(path).st_size
     except OSError:
         return 0
-
-
-def group_rss(pgid: int) -> int:
-    """Resident memory, in bytes, of every process in the group ``pgid`` (Linux)."""
-    total, page = 0, os.sysconf("SC_PAGE_SIZE")
-    try:
-        pids = [p for p in os.listdir("/proc") if p.isdigit()]
-    except OSError:
-        return 0
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[2]) == pgid:  # fields: state, ppid, pgrp, ...
-                total += int(fields[21]) * page  # rss, in pages
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
 
 
 # ---------------------------------------------------------------------- the build step
@@ -343,12 +335,13 @@ def settings_for(app, manifest: dict, entries: list[dict]) -> dict:
     project = Path(app.confdir).resolve()
     gallery = records.gallery_root(config.sphinx_gallery_conf)
     limit = manifest.get("memory_limit")
+    jobs = max(1, int(manifest["jobs"]))
     return {
-        "jobs": max(1, int(manifest["jobs"])),
+        "jobs": jobs,
         "isolate": bool(manifest.get("isolate", True)),
         "project": str(project),
         "ignored": [str(Path(p).resolve()) for p in (app.outdir, app.doctreedir, gallery)],
-        "memory_limit": meta.parse_size(limit) if limit else default_memory_limit(),
+        "memory_limit": meta.parse_size(limit) if limit else memory.default_limit(jobs),
         "cell_limit": config.recipes_output_cell_limit,
         "page_limit": config.recipes_output_page_limit,
         "warm_compile": needs_compiler(entries),

@@ -92,7 +92,7 @@ def stopped(child, job, cell: int, limit: int | None) -> tuple[str, str]:
     if child.stopping == "memory":
         size, seen = meta.format_size(limit or 0), meta.format_size(child.peak_rss)
         return "failed", (
-            f"used more than its memory limit of {size} ({seen} resident) and was stopped{where}"
+            f"used more than its memory limit of {size} ({seen} in use) and was stopped{where}"
         )
     if child.stopping == "log":
         return "failed", (
@@ -112,11 +112,22 @@ def stopped(child, job, cell: int, limit: int | None) -> tuple[str, str]:
 def _from_result(child, job, result: dict) -> dict:
     """The record's outcome fields for a child that wrote its page."""
     fields = {k: result.get(k) for k in ("status", "error", "traceback", "seconds")}
-    fields.update(peak_rss_mb=result.get("peak_rss_mb", 0.0))
+    # The largest of what the recipe measured after each cell and what the supervisor
+    # saw meanwhile, both as memory.used defines it.
+    peak = max(result.get("peak_rss_mb", 0.0), child.peak_rss / 2**20)
+    fields.update(peak_rss_mb=round(peak, 1))
     fields.update(peak_cuda_mb=result.get("peak_cuda_mb", 0.0))
     fields.update(warnings=result.get("warnings", []))
     code = child.process.exitcode
-    if child.stopping == "exit" and job is child.job:
+    if child.stopping == "time" and job is child.job and fields["status"] != "timed-out":
+        # Stopped at its limit: never "executed", even if it caught the signal.
+        fields["status"] = "timed-out"
+        fields["error"] = {
+            "file": job.entry["src"],
+            "line": (fields.get("error") or {}).get("line") or 1,
+            "message": f"ran past its time limit of {job.entry['timeout']:g} s and was stopped",
+        }
+    elif child.stopping == "exit" and job is child.job:
         log = _read_text(job.log)
         line = blamed_line(log, job.entry["src"], prefer_other_threads=True) or 1
         fields["status"] = "failed"
@@ -215,17 +226,8 @@ def conclude(app, manifest: dict, child, job) -> dict:
     record["notes"] = _notes(
         entry["src"], result, record["seconds"] or 0.0, app.config.recipes_budget
     )
-    record["files_written"] = sorted(job.files_written)
+    _add_what_it_left(record, job)
     _keep_page(entry, record, result)
-    if status == "executed":
-        section = Path(entry["target_dir"])
-        record["run_lines"] = entry["lines_key"]
-        record["quotes_lines"] = rerender.quotes_source(
-            layout.page(section, entry["stem"]).read_text(encoding="utf-8"),
-            (section / f"{entry['stem']}.py").read_text(encoding="utf-8"),
-            entry["src"],
-            record["warnings"],
-        )
     records.write(entry, record)
     if status == "executed":
         store.put(
@@ -238,6 +240,25 @@ def conclude(app, manifest: dict, child, job) -> dict:
         )
     _relog((result or {}).get("sphinx_warnings", []))
     return record
+
+
+def _add_what_it_left(record: dict, job) -> None:
+    """Files and processes it left, what a failing cell printed, where its outputs
+    say its code sits."""
+    entry = job.entry
+    record["files_written"] = sorted(job.files_written)
+    record["leftovers"] = records.read_json(child_module.leftovers_path(job.result)) or []
+    if record["status"] != "executed":  # what the cell that failed printed before the end
+        record["printed"] = _read_text(child_module.partial_path(job.result))
+        return
+    section = Path(entry["target_dir"])
+    record["run_lines"] = entry["lines_key"]
+    record["quotes_lines"] = rerender.quotes_source(
+        layout.page(section, entry["stem"]).read_text(encoding="utf-8"),
+        (section / f"{entry['stem']}.py").read_text(encoding="utf-8"),
+        entry["src"],
+        record["warnings"],
+    )
 
 
 def _keep_page(entry: dict, record: dict, result: dict | None) -> None:

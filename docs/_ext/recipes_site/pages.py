@@ -56,10 +56,15 @@ def banner(record: dict) -> str:
         "timed-out": "ran past its time limit",
         "crashed": "crashed",
     }.get(status, "failed")
-    return (
+    text = (
         ".. error::\n\n"
         f"   This recipe {what} in this build{where}: ``{_literal(error.get('message', ''))}``\n"
     )
+    printed = (record.get("printed") or "").rstrip()
+    if printed.strip():
+        body = "\n".join("      " + line for line in printed.splitlines())
+        text += f"\n   Before the end, the cell that {what} printed:\n\n   ::\n\n{body}\n"
+    return text
 
 
 def _literal(text: str) -> str:
@@ -68,7 +73,7 @@ def _literal(text: str) -> str:
 
 
 def footer(record: dict) -> str:
-    """One memory figure: the peak resident memory of the recipe's process."""
+    """One memory figure: the peak memory of the recipe's processes (:mod:`.memory`)."""
     if record.get("status") not in ("executed", "failed", "timed-out", "needs-cuda", "crashed"):
         return ""
     if not record.get("peak_rss_mb"):
@@ -80,8 +85,8 @@ def footer(record: dict) -> str:
     )
     return (
         ".. rst-class:: sphx-glr-timing recipe-memory\n\n"
-        f"   **Peak memory:** {record['peak_rss_mb']:.0f} MB of RAM for the whole process "
-        f"(PyTorch included){cuda}\n\n"
+        f"   **Peak memory:** {record['peak_rss_mb']:.0f} MB for the recipe's processes "
+        f"(PyTorch included; shared pages counted once){cuda}\n\n"
     )
 
 

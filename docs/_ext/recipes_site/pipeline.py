@@ -71,6 +71,7 @@ def merge(keys: dict[str, tuple[str, str]], sources: list[Path], store_root: Pat
     """Ingest the shards' entries; return (refused entries, recipes without output).
 
     ``keys``: id -> (key, lines key)."""
+    store.sweep(store_root)
     added = store.ingest(sources, store_root)
     wanted = {key for key, _ in keys.values()}
     refused = [key for key in added if key not in wanted]

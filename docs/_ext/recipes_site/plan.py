@@ -341,6 +341,7 @@ def configure_gallery(gconf, invalid: dict) -> None:
 def prepare(app) -> None:
     """``builder-inited``: decide each recipe's fate, carry it out, write the manifest."""
     ctx = context(app)
+    store.sweep(ctx.store)
     recipes, invalid = read_recipes(ctx.examples)
     prune_orphans(ctx, set(recipes) | set(invalid))
     entries = {rid: new_entry(ctx, rid, m) for rid, m in recipes.items()}

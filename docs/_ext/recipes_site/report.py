@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sphinx.util import logging
 
-from . import records, sourcemap
+from . import layout, meta, records, sourcemap
 from .sourcemap import shown_path
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ def collect(manifest: dict, build: str = "") -> list[dict]:
                 "path": entry["rel"],
                 "docname": entry["docname"],
                 "fate": entry.get("fate"),
+                "target_dir": entry["target_dir"],
+                "stem": entry["stem"],
                 "ran_in_this_build": bool(build)
                 and record.get("build") == build
                 and entry.get("fate") == "execute",
@@ -98,9 +100,39 @@ def _own_doing(row: dict) -> list[tuple[str, tuple]]:
             text = f"drift warning while running {row['path']}: {w['category']}: "
             text += w["message"].splitlines()[0]
             found.append((text, (w["file"], w["line"])))
+    found += _image_sizes(row)
+    if row.get("leftovers"):
+        found.append((
+            "recipe left processes running when it ended, which the build stopped: "
+            + "; ".join(row["leftovers"][:5]),
+            (row["src"], 1),
+        ))  # fmt: skip
     if row.get("files_written"):
         files = ", ".join(row["files_written"][:10])
         found.append((f"recipe wrote into the source tree: {files}", (row["src"], 1)))
+    return found
+
+
+FIGURE_LIMIT = 5_000_000  # bytes of one figure
+PAGE_IMAGES_LIMIT = 10_000_000  # bytes of all the figures of one page
+
+
+def _image_sizes(row: dict) -> list[tuple[str, tuple]]:
+    """Figures too large for a page a reader downloads: (text, where)."""
+    if row["status"] != "executed":
+        return []
+    images = layout.figures(row["target_dir"], row["stem"])
+    thumb = layout.thumbnail(row["target_dir"], row["stem"])
+    sizes = {p.name: p.stat().st_size for p in images + ([thumb] if thumb else [])}
+    found = []
+    big = [f"{name} ({meta.format_size(n)})" for name, n in sizes.items() if n > FIGURE_LIMIT]
+    if big:
+        text = f"figures larger than {meta.format_size(FIGURE_LIMIT)}: {', '.join(big[:10])}"
+        found.append((text, (row["src"], 1)))
+    if sum(sizes.values()) > PAGE_IMAGES_LIMIT:
+        total = meta.format_size(sum(sizes.values()))
+        text = f"its figures weigh {total}, over the page budget of "
+        found.append((text + meta.format_size(PAGE_IMAGES_LIMIT), (row["src"], 1)))
     return found
 
 
@@ -180,6 +212,23 @@ def quiet(app) -> None:
         handler.addFilter(_GallerySummary())
 
 
+MESSAGE_LIMIT = 2_000  # characters of one message the summary prints
+TRACEBACK_LINES = 20  # lines of one message the summary prints
+
+
+def bounded(text: str, name: str, logs: Path) -> str:
+    """``text`` cut to what a console can take; the whole of it goes to a file under
+    ``logs`` whose path the cut text gives."""
+    lines = text.splitlines()
+    if len(text) <= MESSAGE_LIMIT and len(lines) <= TRACEBACK_LINES:
+        return text
+    logs.mkdir(parents=True, exist_ok=True)
+    path = logs / (name.replace("/", "__") + ".log")
+    path.write_text(text, encoding="utf-8")
+    short = "\n".join(line[:MESSAGE_LIMIT] for line in lines[:TRACEBACK_LINES])[:MESSAGE_LIMIT]
+    return f"{short}\n    [cut: {len(text) - len(short)} more characters; all of it in {path}]"
+
+
 def summarize(app, exception) -> None:
     """``build-finished``: timings.json, the summary, and a non-zero exit for failures."""
     if exception is not None:
@@ -189,12 +238,16 @@ def summarize(app, exception) -> None:
     rows = collect(manifest, records.build_id(root))
     fatal, notes = problems(rows, manifest["strict"], manifest.get("require_all", False))
     write_timings(app, manifest, rows)
+    logs = Path(app.outdir).parent / "recipe-logs"
     lines = table(rows)
-    lines += [f"  text problem: {p}" for p in sourcemap.problems(app)]
-    lines += [f"  note: {n}" for n in notes]
+    lines += [
+        f"  text problem: {bounded(p, 'text-problem', logs)}" for p in sourcemap.problems(app)
+    ]
+    lines += [f"  note: {bounded(n, 'note', logs)}" for n in notes]
     logger.info("\n".join(lines))
     for text, location in fatal:
-        logger.error(text, location=f"{shown_path(location[0])}:{location[1]}")
+        name = Path(location[0]).stem
+        logger.error(bounded(text, name, logs), location=f"{shown_path(location[0])}:{location[1]}")
     if fatal:
         # Exit non-zero without discarding Sphinx's environment, so that the
         # next build stays incremental.

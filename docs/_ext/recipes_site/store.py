@@ -32,11 +32,17 @@ def default_root(project: Path | str) -> Path:
 
 
 def get(root: Path | str, key: str) -> dict | None:
-    """The entry stored under ``key`` (its ``entry.json``), or None."""
+    """The entry stored under ``key`` (its ``entry.json``), or None, also when a
+    file it lists is missing (then it is no entry at all)."""
     if not key:
         return None
-    entry = records.read_json(Path(root) / key / ENTRY)
-    return entry if entry and entry.get("key") == key else None
+    folder = Path(root) / key
+    entry = records.read_json(folder / ENTRY)
+    if not entry or entry.get("key") != key:
+        return None
+    if not all((folder / "files" / name).is_file() for name in entry.get("files", [])):
+        return None
+    return entry
 
 
 def covers(entry: dict | None, lines_key: str) -> bool:
@@ -107,7 +113,41 @@ def _forget_old(root: Path, recipe: str, keep: int) -> None:
     ]
     mine.sort(key=lambda p: (p / ENTRY).stat().st_mtime, reverse=True)
     for path in mine[keep:]:
-        shutil.rmtree(path, ignore_errors=True)
+        _remove(path)
+
+
+def _remove(folder: Path) -> None:
+    """Rename the entry aside, then delete it: a build killed meanwhile leaves a
+    hidden folder (swept later), never an entry with files missing."""
+    aside = folder.with_name(f".old-{folder.name}-{os.getpid()}")
+    try:
+        os.replace(folder, aside)
+    except OSError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def sweep(root: Path | str) -> list[str]:
+    """Remove what killed builds left: entries being written or removed (hidden
+    folders) whose process is gone."""
+    root = Path(root)
+    removed = []
+    for path in sorted(root.glob(".*-*")) if root.is_dir() else ():
+        pid = path.name.rsplit("-", 1)[-1]
+        if path.name.startswith((".tmp-", ".old-")) and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def restore(root: Path | str, key: str, section: Path, stem: str) -> dict:
@@ -154,7 +194,7 @@ def prune(root: Path | str, keep: set[str]) -> list[str]:
     removed = []
     for entry in entries(root):
         if entry["key"] not in keep:
-            shutil.rmtree(Path(root) / entry["key"], ignore_errors=True)
+            _remove(Path(root) / entry["key"])
             removed.append(entry["key"])
     return removed
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import hashlib
 import importlib
 import json
@@ -132,12 +133,16 @@ class Server:
 
     def serve(self, listener: socket.socket) -> None:
         watched = [listener] + ([self.alive_fd] if self.alive_fd is not None else [])
+        strays_at = 0.0
         while not self.stopping and not self.owner_gone():
             ready, _, _ = select.select(watched, [], [], 0.2)
             if self.alive_fd in ready:
                 break  # the build that started it has ended
             if listener in ready:
                 self.accept(listener)
+            if time.monotonic() >= strays_at:
+                end_descendants(keep=set(self.children))  # orphans of ended recipes
+                strays_at = time.monotonic() + 1.0
             self.reap()
 
     def accept(self, listener: socket.socket) -> None:
@@ -183,10 +188,12 @@ class Server:
 
             child.standby(Connection(fd), request["gallery_conf"])
             code = 0
-            # End as a script ends: after the threads the recipe left running.
+            # End as a script ends: after the threads the recipe left running;
+            # then end the processes it left running, and say which.
             for thread in threading.enumerate():
                 if thread is not threading.main_thread() and not thread.daemon:
                     thread.join()
+            child.end_leftovers()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:  # noqa: BLE001 - reported by the exit status
@@ -200,7 +207,7 @@ class Server:
             os._exit(code)
 
     def reap(self) -> None:
-        while self.children:
+        while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -208,7 +215,7 @@ class Server:
             if pid == 0:
                 return
             conn = self.children.pop(pid, None)
-            if conn is None:
+            if conn is None:  # an orphan it adopted, now ended
                 continue
             code = os.waitstatus_to_exitcode(status)
             with contextlib.suppress(OSError):
@@ -216,15 +223,46 @@ class Server:
             conn.close()
 
     def close(self) -> None:
-        """Nothing it forked outlives it: each recipe process and its group go too."""
+        """Nothing it forked outlives it: each recipe process, its group, and every
+        process they started (which this server adopts when they are orphaned)."""
         for pid in list(self.children):
             for kill in (os.killpg, os.kill):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     kill(pid, signal.SIGKILL)
+        end_descendants()
         deadline = time.monotonic() + 5
         while self.children and time.monotonic() < deadline:
             self.reap()
             time.sleep(0.01)
+
+
+def become_subreaper() -> None:
+    """Linux: orphans among this process's descendants become its children, not init's,
+    so that a daemon a recipe started (double fork, new session) can still be found."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+
+
+def end_descendants(keep: set[int] = frozenset()) -> list[str]:
+    """Kill every descendant of this process (but ``keep`` and theirs); say who they were."""
+    import psutil
+
+    me = psutil.Process()
+    spared = set(keep)
+    for pid in keep:
+        with contextlib.suppress(psutil.Error):
+            spared |= {p.pid for p in psutil.Process(pid).children(recursive=True)}
+    ended = []
+    mine = me.cmdline()
+    for proc in me.children(recursive=True):
+        if proc.pid in spared:
+            continue
+        with contextlib.suppress(psutil.Error):
+            cmdline = proc.cmdline()
+            what = "a fork of the recipe's process" if cmdline == mine else " ".join(cmdline)
+            ended.append(f"pid {proc.pid}: {what[:200] or proc.name()}")
+            proc.kill()
+    return ended
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, stop)
+    become_subreaper()
     importlib.import_module(args.preload)  # torch, the compile stack: once, before any fork
     with contextlib.suppress(FileNotFoundError):
         os.unlink(args.socket)
@@ -265,62 +304,80 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class RemoteProcess:
-    """A recipe process forked by a warm parent, as the supervisor sees it."""
+    """A recipe process forked by a warm parent, as the supervisor sees it.
+
+    Its end is watched through its own handle (a pidfd, where Linux has them),
+    not through the warm parent, so a parent that dies takes no one's status
+    with it: the parent sends the exit status when it can; when it cannot,
+    the process is judged by what it wrote (status 0).
+    """
 
     def __init__(self, ctl: socket.socket, pid: int):
-        self.ctl = ctl
+        self.ctl: socket.socket | None = ctl
         self.pid = pid
         self._exitcode: int | None = None
         self._buffer = b""
-        self._lost = False
+        try:
+            self.pidfd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self.pidfd = None
 
     @property
     def sentinel(self) -> int:
-        return self.ctl.fileno() if self._exitcode is None else _CLOSED
+        if self._exitcode is not None:
+            return _CLOSED
+        return self.pidfd if self.pidfd is not None else self.ctl.fileno()
 
     @property
     def exitcode(self) -> int | None:
         if self._exitcode is None:
-            self._read(0)
+            self._poll()
         return self._exitcode
 
-    def _read(self, timeout: float | None) -> None:
-        ready, _, _ = select.select([self.ctl], [], [], timeout)
-        if not ready:
+    def _ended(self) -> bool:
+        if self.pidfd is not None:
+            return bool(select.select([self.pidfd], [], [], 0)[0])
+        return not alive(self.pid)
+
+    def _poll(self) -> None:
+        self._read_status(0)
+        if self._exitcode is None and self._ended():
+            self._read_status(1.0)  # the warm parent reaps it within a moment
+            if self._exitcode is None:  # the warm parent is gone: its status with it
+                self._exitcode = 0
+
+    def _read_status(self, timeout: float) -> None:
+        if self.ctl is None or not select.select([self.ctl], [], [], timeout)[0]:
             return
         chunk = self.ctl.recv(4096)
         *lines, self._buffer = (self._buffer + chunk).split(b"\n")
         for line in lines:
             message = json.loads(line)
             if "exit" in message:
-                self._done(message["exit"])
-                return
-        if not chunk and self._exitcode is None:
-            # The warm parent died: the process is an orphan now, and its status is lost.
-            self._lost = True
-            if not alive(self.pid):
-                self._done(0)
-
-    def _done(self, code: int) -> None:
-        self._exitcode = code
-        self.ctl.close()
+                self._exitcode = message["exit"]
+        if not chunk or self._exitcode is not None:
+            self.ctl.close()
+            self.ctl = None
 
     def join(self, timeout: float | None = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self._exitcode is None:
+        while self.exitcode is None:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return
-            if self._lost:
-                if not alive(self.pid):
-                    self._done(0)
-                time.sleep(0.05)
-                continue
-            self._read(left if left is not None else 1.0)
+            select.select([self.sentinel], [], [], min(left or 0.2, 0.2))
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(self.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        if self.ctl is not None:
+            self.ctl.close()
+            self.ctl = None
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
 
 def alive(pid: int) -> bool:
