@@ -59,8 +59,10 @@ $(BUILD_STAMP): requirements.txt | $(PY)
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
 	@touch $@
 
-$(TEST_STAMP): requirements.txt requirements-test.txt | $(BUILD_STAMP)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -r requirements-test.txt
+# The tests start `make serve` too, so they install what it needs.
+$(TEST_STAMP): requirements.txt requirements-test.txt requirements-serve.txt | $(BUILD_STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -r requirements-test.txt \
+		-r requirements-serve.txt
 	@# A browser for tests/test_browser.py: RECIPES_CHROMIUM, one found here, or one installed.
 	$(PY) tests/browsers.py --install
 	@touch $@

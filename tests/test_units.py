@@ -826,6 +826,18 @@ def test_make_serve_needs_no_test_tools():
     assert "requirements-test.txt" not in done.stdout and "browsers.py" not in done.stdout
 
 
+def test_make_test_installs_what_the_serve_tests_start():
+    import subprocess
+
+    from conftest import REPO
+
+    done = subprocess.run(
+        ["make", "-n", "-B", ".venv/.stamp-test", "PY=python"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert "-r requirements-serve.txt" in done.stdout, done.stdout
+
+
 def test_a_site_older_than_its_sources_is_stale(tmp_path, monkeypatch):
     import os
 
