@@ -85,6 +85,31 @@ def sphinx_build(
     )
 
 
+def processes_of(root: Path) -> list[str]:
+    """Live processes that run in ``root`` or name it on their command line."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and (str(root) in cmdline or cwd.startswith(str(root))):
+            found.append(f"{pid}: {cmdline[:200]}")
+    return found
+
+
+def project_with_makefile(root: Path, recipes: dict) -> Path:
+    """A fixture project that ``make`` runs in: this Makefile, this .venv."""
+    make_project(root, recipes=recipes)
+    for name in ("Makefile", "requirements.txt", "requirements-test.txt", "requirements-serve.txt"):
+        shutil.copy2(REPO / name, root / name)
+    (root / ".github").symlink_to(REPO / ".github")
+    (root / ".venv").symlink_to(REPO / ".venv")
+    return root
+
+
 def run_notebook(nb, workdir: Path, timeout: float = 600):
     """Execute a notebook top to bottom in a fresh ipykernel running this interpreter."""
     from nbclient import NotebookClient

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 
 import pytest
 from bs4 import BeautifulSoup
-from conftest import REPO, make_project, recipe
+from conftest import REPO, project_with_makefile, recipe
 from recipes_site import store
 from replay import Replay
 
@@ -37,12 +36,7 @@ ALL = {"alpha", "beta", "group/gamma", "group/delta"}
 
 def project(tmp_path):
     """A project the workflow's make targets can run in: fixture recipes, this Makefile."""
-    root = make_project(tmp_path / "project", recipes=RECIPES)
-    for name in ("Makefile", "requirements.txt", "requirements-test.txt"):
-        shutil.copy2(REPO / name, root / name)
-    (root / ".github").symlink_to(REPO / ".github")
-    (root / ".venv").symlink_to(REPO / ".venv")
-    return root
+    return project_with_makefile(tmp_path / "project", RECIPES)
 
 
 def replay(tmp_path, shards: int) -> tuple[Replay, object]:

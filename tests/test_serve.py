@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REPO, build_env, make_project, recipe
+from conftest import REPO, build_env, make_project, processes_of, recipe
 
 pytestmark = pytest.mark.slow
 
@@ -48,28 +48,13 @@ def wait_for(url: str, text: str, proc: subprocess.Popen, timeout: float = 240) 
     pytest.fail(f"{text!r} never appeared at {url}")
 
 
-def left_behind(root: Path) -> list[str]:
-    """Processes that run in the project or name it on their command line."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and (str(root) in cmdline or cwd.startswith(str(root))):
-            found.append(f"{pid}: {cmdline[:200]}")
-    return found
-
-
 def stopped(root: Path, proc: subprocess.Popen, sig: int) -> list[str]:
     proc.send_signal(sig)
     proc.wait(timeout=60)
     deadline = time.monotonic() + 15
-    while left_behind(root) and time.monotonic() < deadline:
+    while processes_of(root) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return left_behind(root)
+    return processes_of(root)
 
 
 def server_pids(root: Path) -> list[int]:

@@ -361,6 +361,7 @@ def execute(app) -> None:
     with tempfile.TemporaryDirectory(prefix="recipes-run-") as tmp:
         started = time.monotonic()
         supervisor = Supervisor(settings, dict(gconf))
+        before = open_files()
         try:
             finished, attempt = _run_all(app, manifest, supervisor, entries, Path(tmp), settings)
         finally:
@@ -368,7 +369,18 @@ def execute(app) -> None:
         if attempt:  # entries were read again: their keys changed
             records.write_manifest(root, manifest, records.build_id(root))
         wall = time.monotonic() - started
-        outcome.log_execution(finished, wall, supervisor.warm_seconds or 0.0, settings)
+        fds = (before, open_files())  # a long build must not run out of them
+        outcome.log_execution(finished, wall, supervisor.warm_seconds or 0.0, settings, fds)
+
+
+def open_files() -> int:
+    """How many file descriptors this process holds (0 where that cannot be told)."""
+    import psutil
+
+    try:
+        return psutil.Process().num_fds()
+    except (psutil.Error, AttributeError):
+        return 0
 
 
 def _run_all(app, manifest, supervisor, entries, tmp: Path, settings) -> tuple[list, int]:

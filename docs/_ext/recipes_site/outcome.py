@@ -315,7 +315,9 @@ def authors_file(path: str) -> bool:
     return bool(_AUTHORS.search(path))
 
 
-def log_execution(children: list, wall: float, warm: float, settings: dict) -> None:
+def log_execution(
+    children: list, wall: float, warm: float, settings: dict, fds: tuple[int, int] = (0, 0)
+) -> None:
     jobs = [job for c in children for job in c.jobs]
     cold = [
         j.entry["rel"] for j in jobs if not (records.read_json(j.result) or {}).get("warm", True)
@@ -323,7 +325,8 @@ def log_execution(children: list, wall: float, warm: float, settings: dict) -> N
     mode = f"{settings['jobs']} at a time" if settings["isolate"] else "all in one process"
     logger.info(
         f"[recipes] executed {len(jobs)} recipes ({mode}) in {wall:.2f} s, "
-        f"{warm:.2f} s of it starting the warm parent"
+        f"{warm:.2f} s of it starting the warm parent; open files before and after: "
+        f"{fds[0]}, {fds[1]}"
     )
     if cold:
         logger.warning(

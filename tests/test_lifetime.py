@@ -1,0 +1,85 @@
+"""A build's processes and files: none outlive a stopped build, no killed build breaks the next."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import (
+    build_env,
+    make_project,
+    processes_of,
+    project_with_makefile,
+    recipe,
+    sphinx_build,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+def test_sigterm_to_make_html_ends_every_process_and_writes_nothing(tmp_path):
+    mark = tmp_path / "running"
+    body = (
+        f"import pathlib\nimport time\n\npathlib.Path({str(mark)!r}).touch()\n"
+        "time.sleep(60)\nprint('never')"
+    )
+    root = project_with_makefile(tmp_path / "p", {"sleepy.py": recipe("Sleepy", body)})
+    proc = subprocess.Popen(
+        ["make", "html"], cwd=root, env=build_env(), start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not mark.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert mark.exists(), "the recipe never started"
+        pages, stored = snapshot(root / "docs/recipes"), snapshot(root / ".cache/recipes")
+        proc.send_signal(signal.SIGTERM)  # to make alone, as `timeout make html` does
+        proc.wait(timeout=60)
+        time.sleep(3)
+        assert processes_of(root) == []
+        assert snapshot(root / "docs/recipes") == pages
+        assert snapshot(root / ".cache/recipes") == stored
+    finally:
+        for line in processes_of(root):
+            subprocess.run(["kill", "-9", line.split(":")[0]], check=False)
+
+
+def test_a_store_entry_a_killed_build_half_removed_is_run_again(tmp_path):
+    root = make_project(tmp_path, recipes={"alpha.py": recipe("Alpha", "print(6 * 7)")})
+    assert sphinx_build(root).returncode == 0
+    store = root / ".cache/recipes/store"
+    (entry,) = [p for p in store.iterdir() if not p.name.startswith(".")]
+    next((entry / "files").glob("*.ipynb")).unlink()  # killed while deleting its files
+    aside = store / f".old-{entry.name}-999999999"  # killed after renaming one aside
+    shutil.copytree(entry, aside)
+    shutil.rmtree(root / "docs/recipes")  # nothing local: the store must answer
+    proc = sphinx_build(root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    timings = json.loads((root / "_build/html/recipes/timings.json").read_text())
+    assert [r["recipe"] for r in timings["recipes"] if r["ran_in_this_build"]] == ["alpha"]
+    assert not aside.exists()
+    assert next((entry / "files").glob("*.ipynb"))
+
+
+def test_finished_recipe_processes_leave_no_open_files_behind(tmp_path):
+    recipes = {f"r{i:02d}.py": recipe(f"Recipe {i:02d}", f"print({i})") for i in range(40)}
+    root = make_project(tmp_path, recipes=recipes)
+    proc = sphinx_build(root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before, after = re.search(r"open files before and after: (\d+), (\d+)", proc.stdout).groups()
+    assert int(before) > 0 and after == before
