@@ -1074,3 +1074,13 @@ def test_a_store_entry_missing_a_file_is_no_entry_and_leftovers_are_swept(tmp_pa
     mine.mkdir()
     assert store.sweep(tmp_path / "s") == [dead.name]
     assert mine.exists() and not dead.exists()
+
+
+def test_only_solo_timings_balance_shards(tmp_path):
+    section = tmp_path / "section"
+    for stem, beside in (("solo", 0), ("crowded", 1)):
+        lay_out(section, stem)
+        record = records.new_record(stem, "", "executed", f"k-{stem}", "", seconds=4.0,
+                                    beside=beside)  # fmt: skip
+        store.put(tmp_path / "s", f"k-{stem}", stem, section, stem, record)
+    assert plan.recorded_durations(tmp_path / "s") == {"solo": 4.0}

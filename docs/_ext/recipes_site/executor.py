@@ -73,6 +73,7 @@ class Child:
     next_memory_check: float = 0.0
     ended: float = 0.0
     changed: set[str] = field(default_factory=set)  # files changed while it ran
+    beside: int = 0  # the most recipe processes that ran beside it at once
 
     @property
     def job(self) -> Job:
@@ -120,6 +121,8 @@ class Supervisor:
                 waiting = [c.conn for c in self.running if not c.result_at]
                 wait([c.process.sentinel for c in self.running] + waiting, timeout=POLL)
                 now = time.monotonic()
+                for c in self.running:
+                    c.beside = max(c.beside, len(self.running) - 1)
                 for c in list(self.running):
                     self._listen(c, now)
                     if c.process.exitcode is not None:

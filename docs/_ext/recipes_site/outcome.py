@@ -223,9 +223,11 @@ def conclude(app, manifest: dict, child, job) -> dict:
         build=records.build_id(records.gallery_root(app.config.sphinx_gallery_conf)),
         **fields,
     )
-    record["notes"] = _notes(
-        entry["src"], result, record["seconds"] or 0.0, app.config.recipes_budget
-    )
+    # Timed beside other recipes, a time says little about the recipe alone: it is
+    # kept, with how many ran beside it, but judges no budget and balances no shard.
+    record["beside"] = child.beside
+    budget = app.config.recipes_budget if not child.beside else 0
+    record["notes"] = _notes(entry["src"], result, record["seconds"] or 0.0, budget)
     _add_what_it_left(record, job)
     _keep_page(entry, record, result)
     records.write(entry, record)

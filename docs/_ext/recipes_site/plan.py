@@ -214,15 +214,13 @@ def planned(ctx: Context) -> set[str]:
 
 def recorded_durations(store_root: Path, root: Path | None = None) -> dict[str, float]:
     """Last known run time of each recipe, by id, from the store and the records
-    in ``root`` (unknown ones are left out)."""
+    in ``root`` (unknown ones, and times taken beside other recipes, are left out)."""
     found = {}
-    for entry in store.entries(store_root):
-        record = entry.get("record") or {}
-        if record.get("status") == "executed" and record.get("seconds"):
-            found[entry["recipe"]] = record["seconds"]
-    for path in Path(root).rglob(f"*{records.RECORD_SUFFIX}") if root else ():
-        record = records.read_json(path) or {}
-        if record.get("status") == "executed" and record.get("seconds"):
+    stored = [entry.get("record") or {} for entry in store.entries(store_root)]
+    files = Path(root).rglob(f"*{records.RECORD_SUFFIX}") if root else ()
+    for record in stored + [records.read_json(p) or {} for p in files]:
+        solo = not record.get("beside")
+        if record.get("status") == "executed" and record.get("seconds") and solo:
             found[record["recipe"]] = record["seconds"]
     return found
 

@@ -3,11 +3,13 @@
 ``<store>/<key>/entry.json`` says which recipe the entry belongs to and holds
 its record; ``<store>/<key>/files/`` holds the recipe's generated files
 (page, downloads, notebook, figures, thumbnail), laid out as in its section
-folder. Because the key is made from what the output depends on (source,
+folder. Because the key is made from what the output depends on (code,
 torch release, device kind, requirements, site settings) and nothing else,
 any build can reuse any entry whose key matches: another shard's, an earlier
 branch's, last week's CI run's. Entries are only ever added whole (written
-aside, then renamed), so a killed build never leaves half of one.
+aside, then renamed) and removed whole (renamed aside, then deleted), so a
+killed build never leaves half of one; an entry that misses a file it lists
+counts as absent, and what killed builds left aside is swept by the next.
 
 Only outputs worth reusing are stored: recipes that ran to the end, and skips
 (a host without CUDA). Failures never are.
