@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import types
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from recipes_site import (
     sourcemap,
     sourcetree,
     store,
+    titles,
 )
 
 GOOD = '''"""
@@ -75,9 +77,51 @@ def test_read_recipe_reads_declarations(tmp_path):
     assert m.memory_limit == 1_500_000_000
 
 
-def test_a_title_as_wide_as_docutils_measures_it_passes(tmp_path):
-    path = write(tmp_path, '"""\nTorch 入門です\n==============\n"""\nx = 1\n')
-    assert meta.read_recipe(path).title == "Torch 入門です"
+# Every docstring sphinx-gallery 0.22 reads a title from, and where that title sits.
+TITLE_FORMS = {
+    "equals": ("Title here\n==========\n\nSummary.", "Title here", 0, 1),
+    "stars": ("Title here\n**********\n\nSummary.", "Title here", 0, 1),
+    "dashes": ("Title here\n----------", "Title here", 0, 1),
+    "hashes": ("Title here\n##########", "Title here", 0, 1),
+    "overline": ("==========\nTitle here\n==========\n\nSummary.", "Title here", 1, 2),
+    "meta first": (
+        ".. meta::\n   :description: words\n\nTitle here\n==========",
+        "Title here",
+        3,
+        4,
+    ),
+    "comment first": (".. a comment\n\nTitle here\n==========", "Title here", 2, 3),
+    "one column short": ("Title here\n=========", "Title here", 0, 1),
+    "no underline": ("Title here\n\nSummary.", "Title here", 0, 0),
+    "leading newline": ("\nTitle here\n==========", "Title here", 1, 2),
+    "wide": ("Torch 入門です\n=======", "Torch 入門です", 0, 1),
+}
+
+
+@pytest.mark.parametrize("form", TITLE_FORMS)
+def test_titles_are_found_where_sphinx_gallery_finds_them(form):
+    from sphinx_gallery.gen_rst import extract_intro_and_title
+
+    docstring, text, line, end = TITLE_FORMS[form]
+    found = titles.find(docstring)
+    assert (found.text, found.line, found.end) == (text, line, end)
+    assert found.text == extract_intro_and_title("x.py", docstring)[1]
+
+
+@pytest.mark.parametrize("form", TITLE_FORMS)
+def test_every_title_form_is_a_valid_recipe_with_its_banner(tmp_path, form):
+    docstring = TITLE_FORMS[form][0]
+    path = write(tmp_path, f'"""\n{docstring}\n"""\n\nprint(1)\n')
+    assert meta.read_recipe(path).title == TITLE_FORMS[form][1]
+    marker = ".. GENERATED FROM PYTHON SOURCE LINES 5-6"
+    page = f".. _sphx_glr_recipes_x.py:\n\n\n{docstring}\n\n{marker}\n"
+    record = {"status": "executed", "date": "D", "torch": "T", "device": "cpu", "seconds": 1}
+    text = pages.annotate_text(page, record)
+    assert text.count("**Verified**") == 1
+    lines = text.split("\n")
+    title_at = lines.index(TITLE_FORMS[form][1])
+    assert re.fullmatch(r"(\S)\1+", lines[title_at + 1]), "the title has no underline"
+    assert text.index(TITLE_FORMS[form][1]) < text.index("**Verified**")
 
 
 @pytest.mark.parametrize(
@@ -94,10 +138,8 @@ def test_sizes(text, size):
         (b'"""\nT\n=\n"""\nprint("\xff")\n', 5, "not valid UTF-8"),
         ('"""\nTitle\n=====\n"""\nx = (\n', 5, "SyntaxError"),
         ("import torch\n", 1, "no title docstring"),
-        ('"""\nno underline here\n"""\n', 1, "has no title"),
-        ('"""\nLong title\n===\n"""\n', 3, "shorter than the title"),
-        # docutils counts East Asian wide characters twice: 10 characters, 14 columns
-        ('"""\nTorch 入門です\n=======\n"""\n', 3, "14 columns wide"),
+        ('"""\n.. only a comment\n"""\nx = 1\n', 1, "has no title"),
+        ('"""\n=====\n"""\nx = 1\n', 1, "has no title"),
         ('"""\nT\n===\n"""\n# sphinx_gallery_tags = ["two words"]\nx = 1\n', 5, "without spaces"),
         ('"""\nT\n===\n"""\n# sphinx_gallery_memory_limit = "lots"\nx = 1\n', 5, "a size"),
         ('"""\nT\n===\n"""\n# sphinx_gallery_timeout = -1\nx = 1\n', 5, "positive number"),

@@ -83,6 +83,7 @@ class Run:
     partial_limit: int = 200_000
     partial_left: int = 0
     cell_output: object = None  # sphinx-gallery's buffer of the running cell
+    workdir: str = ""  # the folder of its own that the recipe runs in
     error: dict | None = None
     traceback: str = ""
     status: str = "executed"
@@ -190,6 +191,9 @@ def run_block(func):
         raise exc
     start = time.perf_counter()
     run.in_block = True
+    here = os.getcwd()  # sphinx-gallery's: the recipe's own folder
+    if run.workdir:
+        os.chdir(run.workdir)
     shown = sys.stdout
     sys.stdout = _Printed(shown, run)  # what the cell prints, kept should it fail
     try:
@@ -212,6 +216,8 @@ def run_block(func):
         if isinstance(sys.stdout, _Printed):
             sys.stdout.close_file()
             sys.stdout = shown
+        with contextlib.suppress(OSError):
+            os.chdir(here)
         run.in_block = False
         run.seconds += time.perf_counter() - start
     peak = peak_rss_mb()
@@ -235,6 +241,13 @@ def _classify(run: Run, exc: BaseException, replacement: Exception | None = None
         message = str(replacement)
     else:
         message = f"{type(exc).__name__}: {exc}".strip()
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        top = exc.name.split(".")[0]
+        message += (
+            f" (add the package that provides {top!r} to requirements.txt, or declare "
+            f'# sphinx_gallery_requires = ["package:{top}"] so that builds without it '
+            "skip this recipe)"
+        )
     if isinstance(exc, RecipeTimeout) or run.expired:
         run.status = "timed-out"
     elif _needs_cuda(exc):
@@ -336,6 +349,11 @@ def _recording_formatwarning(original):
     def formatwarning(message, category, filename, lineno, line=None):
         run = _current
         if run is not None and issubclass(category, _DRIFT):
+            # Raised inside a library: reported at the recipe's line that led to it.
+            if filename != run.src:
+                mine = [f for f in traceback.extract_stack() if f.filename == run.src]
+                if mine:
+                    filename, lineno = run.src, mine[-1].lineno
             entry = {
                 "category": category.__name__,
                 "message": str(message).strip(),
@@ -480,6 +498,25 @@ def _finish(spec: dict, run: Run, out_vars: dict) -> dict:
     }
 
 
+def make_workdir(spec: dict) -> str:
+    """An empty folder for the recipe to run in, showing the files of its source folder
+    (as links): what it writes by relative path lands here, not in the source tree,
+    and never meets another recipe's files."""
+    import shutil
+
+    work = spec.get("workdir")
+    if not work:
+        return ""
+    shutil.rmtree(work, ignore_errors=True)
+    Path(work).mkdir(parents=True)
+    source = Path(spec["src"]).parent
+    for item in source.iterdir():
+        if item.name != "__pycache__":
+            with contextlib.suppress(OSError):
+                (Path(work) / item.name).symlink_to(item)
+    return work
+
+
 def leftovers_path(result: str) -> str:
     return result + ".leftovers"
 
@@ -502,6 +539,7 @@ def run_one(spec: dict, gallery_conf: dict) -> dict:
     global _current
     run = Run(src=spec["src"], timeout=spec["timeout"], partial=partial_path(spec["result"]))
     run.partial_limit = spec["cell_limit"]
+    run.workdir = make_workdir(spec)
     run.expected_warnings = tuple(spec["expected_warnings"])
     _current = run
     started = time.time()

@@ -191,6 +191,7 @@ class Supervisor:
             "watched": self.settings["project"],
             "ignored": self.settings["ignored"],
             "cell_limit": self.settings["cell_limit"],
+            "workdir": str(Path(self.settings["workdirs"], job.entry["id"])),
             "page_limit": self.settings["page_limit"],
         }
 
@@ -333,17 +334,26 @@ def jobs_for(entries: list[dict], tmp: Path, settings: dict) -> list[Job]:
     return jobs
 
 
+def workdir_root(app) -> Path:
+    """Where recipes run: ``_build/recipe-files/<recipe>/``, kept until it runs again."""
+    return (Path(app.outdir).parent / "recipe-files").resolve()
+
+
 def settings_for(app, manifest: dict, entries: list[dict]) -> dict:
     config = app.config
     project = Path(app.confdir).resolve()
     gallery = records.gallery_root(config.sphinx_gallery_conf)
     limit = manifest.get("memory_limit")
     jobs = max(1, int(manifest["jobs"]))
+    workdirs = workdir_root(app)
     return {
+        "workdirs": str(workdirs),
         "jobs": jobs,
         "isolate": bool(manifest.get("isolate", True)),
         "project": str(project),
-        "ignored": [str(Path(p).resolve()) for p in (app.outdir, app.doctreedir, gallery)],
+        "ignored": [
+            str(Path(p).resolve()) for p in (app.outdir, app.doctreedir, gallery, workdirs)
+        ],
         "memory_limit": meta.parse_size(limit) if limit else memory.default_limit(jobs),
         "cell_limit": config.recipes_output_cell_limit,
         "page_limit": config.recipes_output_page_limit,

@@ -31,7 +31,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import sourcekey
+from . import sourcekey, titles
 
 DEFAULT_TIMEOUT = 600.0
 # On Linux, one of these is present exactly when the NVIDIA driver is loaded.
@@ -47,7 +47,6 @@ _CONFIG_LINE = re.compile(
 _REQUIREMENT = re.compile(
     r"^(?:(?P<cuda>cuda)(?:>=(?P<cap>\d+\.\d+))?|gpus>=(?P<gpus>\d+)|package:(?P<pkg>[A-Za-z_][\w.]*))$"
 )
-_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+])\1{2,}\s*$")
 
 
 class RecipeError(Exception):
@@ -122,45 +121,37 @@ def read_source(path: Path) -> str:
         ) from None
 
 
-def _title(path: Path, tree: ast.Module) -> str:
-    doc_node = tree.body[0] if tree.body else None
+def docstring(tree: ast.Module) -> str | None:
+    """The module docstring as sphinx-gallery reads it (cleaned, a leading newline kept)."""
+    node = tree.body[0] if tree.body else None
     if not (
-        isinstance(doc_node, ast.Expr)
-        and isinstance(doc_node.value, ast.Constant)
-        and isinstance(doc_node.value.value, str)
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
     ):
+        return None
+    text = ast.get_docstring(tree) or ""
+    return "\n" + text if node.value.value[:1] == "\n" else text
+
+
+def _title(path: Path, tree: ast.Module) -> str:
+    doc = docstring(tree)
+    if doc is None:
         raise RecipeError(
             path,
             1,
             "no title docstring: a recipe starts with a docstring whose first line is "
             "the title, underlined with '='",
         )
-    raw = doc_node.value.value
-    lines = [ln.strip() for ln in raw.strip().splitlines()]
-    # The line the title is on: the docstring's first line plus the blank lines before it.
-    title_line = doc_node.lineno + raw[: len(raw) - len(raw.lstrip())].count("\n")
-    if len(lines) < 2 or not lines[0] or not _UNDERLINE.match(lines[1]):
+    found = titles.find(doc)
+    if found is None:
         raise RecipeError(
             path,
-            doc_node.lineno,
-            "the docstring has no title: its first line must be the title, "
-            "the second an underline of '=' characters",
+            tree.body[0].lineno,
+            "the docstring has no title: sphinx-gallery takes the first line of its first "
+            "paragraph that is not a directive or a comment",
         )
-    if len(lines[1]) < column_width(lines[0]):
-        raise RecipeError(
-            path,
-            title_line + 1,
-            f"the title underline is shorter than the title ({len(lines[1])} characters "
-            f"for a title {column_width(lines[0])} columns wide; wide characters count twice)",
-        )
-    return lines[0]
-
-
-def column_width(text: str) -> int:
-    """Width of ``text`` as docutils measures a title (East Asian wide characters count 2)."""
-    from docutils.utils import column_width as docutils_width
-
-    return docutils_width(text)
+    return found.text
 
 
 def parse_size(value) -> int:
@@ -182,7 +173,8 @@ def format_size(size: float) -> str:
 
 def summary(docstring: str) -> str:
     """The first plain paragraph after the title and the author line."""
-    body = docstring.strip().split("\n", 2)[2] if docstring.count("\n") >= 2 else ""
+    found = titles.find(docstring)
+    body = "\n".join(docstring.split("\n")[found.end + 1 :]) if found else ""
     for para in re.split(r"\n\s*\n", body):
         lines = [
             ln.strip()
@@ -304,7 +296,7 @@ def read_recipe(path: Path | str) -> RecipeMeta:
     return RecipeMeta(
         path=path,
         title=title,
-        summary=summary(ast.get_docstring(tree, clean=True) or ""),
+        summary=summary(docstring(tree) or ""),
         tags=tuple(values.get("tags", ())),
         requires=values["requires"],
         timeout=float(values.get("timeout", DEFAULT_TIMEOUT)),

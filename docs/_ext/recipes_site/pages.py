@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 
-from . import records
+from . import records, titles
 
 # The comment annotate_text leaves after the banner: which source line comes next
 # (:mod:`sourcemap` reads it; it imports this module, never the other way round).
 NEXT_LINE = "recipe-source-line"
 
-_TITLE = re.compile(r"^(\.\. _sphx_glr_[^\n]*:\n\n+[^\n]+\n=+\n)", re.M)
+_LABEL = re.compile(r"^\.\. _sphx_glr_(?!download_)\S*:\s*$")
+_GENERATED = ".. GENERATED FROM PYTHON SOURCE LINES"
 _DOWNLOAD = re.compile(r"^\.\. _sphx_glr_download_", re.M)
 # sphinx-gallery's own figure: the growth of memory during the run. The page
 # shows one figure, the peak (see :func:`footer`), so this line goes.
@@ -90,6 +91,35 @@ def footer(record: dict) -> str:
     )
 
 
+def _under_title(lines: list[str], record: dict) -> list[str]:
+    """``lines`` with the banner under the recipe's title, wherever and however it is
+    written (:mod:`titles`); a title sphinx-gallery reads without an underline gets
+    one, so that the page has a title for the table of contents and search."""
+    label = next((i for i, ln in enumerate(lines) if _LABEL.match(ln)), None)
+    if label is None:
+        return lines
+    start = label + 2  # the docstring's first line; it is the recipe's line 1
+    stop = next((i for i in range(start, len(lines)) if lines[i].startswith(_GENERATED)),
+                len(lines))  # fmt: skip
+    found = titles.find("\n".join(lines[start:stop]))
+    if found is None:
+        return lines
+    end = start + found.end
+    added = []
+    if not found.underlined:
+        added = ["=" * max(4, column_width(lines[end]))]
+    following = found.end + 2  # the recipe's line that comes after the title
+    mark = [*added, "", *banner(record).split("\n"), f".. {NEXT_LINE} {following}", ""]
+    return lines[: end + 1] + mark + lines[end + 1 :]
+
+
+def column_width(text: str) -> int:
+    """Width of ``text`` as docutils measures a title (East Asian wide characters count 2)."""
+    from docutils.utils import column_width as docutils_width
+
+    return docutils_width(text)
+
+
 def annotate_text(text: str, record: dict) -> str:
     """The page as readers see it: the banner under the title, one memory figure.
 
@@ -97,14 +127,7 @@ def annotate_text(text: str, record: dict) -> str:
     source line comes next (:mod:`sourcemap` reads it to report problems in
     the recipe's text at the recipe's own line).
     """
-
-    def under_title(m: re.Match) -> str:
-        # From the label, a blank line, then the docstring from source line 1: the
-        # line after the underline is source line (lines in the match) - 1.
-        following = m[1].count("\n") - 1
-        return f"{m[1]}\n{banner(record)}\n.. {NEXT_LINE} {following}\n\n"
-
-    text = _TITLE.sub(under_title, text, count=1)
+    text = "\n".join(_under_title(text.split("\n"), record))
     text = _ESTIMATED.sub("", text)
     extra = footer(record)
     if extra:

@@ -65,6 +65,21 @@ class RecipeLocations(logging.Filter):
             self.lines[page] = (pages.annotate_text(text, record) if record else text).split("\n")
         return self.lines[page]
 
+    def _recipe_of(self, arg, args: tuple):
+        """A generated page named in a message, as its recipe's file and the line of the
+        label the message names (the first argument), if it holds it."""
+        if not isinstance(arg, (str, os.PathLike)) or not str(arg).endswith(".rst"):
+            return arg
+        page = str(Path(arg).resolve())
+        entry = self.pages.get(page)
+        if entry is None:
+            return arg
+        lines = self._read(page, entry)
+        label = f".. _{args[0]}:" if args and isinstance(args[0], str) else None
+        at = next((i for i, ln in enumerate(lines) if label and ln.strip() == label), None)
+        line = source_line(lines, at + 1) if at is not None else None
+        return f"{shown_path(entry['src'])}:{line or 1}"
+
     def filter(self, record: logging.LogRecord) -> bool:
         location = getattr(record, "location", None)
         m = _LOCATION.match(location) if isinstance(location, str) else None
@@ -75,6 +90,8 @@ class RecipeLocations(logging.Filter):
         src = entry["src"]
         line = source_line(self._read(page, entry), int(m["line"])) or 1
         record.location = f"{shown_path(src)}:{line}"
+        if isinstance(record.args, tuple):  # "other instance in docs/recipes/b.rst"
+            record.args = tuple(self._recipe_of(arg, record.args) for arg in record.args)
         message = record.msg % record.args if record.args else record.msg
         _found.setdefault(id(self.app), []).append(f"{record.location}: {message}")
         return True
