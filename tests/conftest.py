@@ -14,6 +14,22 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 sys.path.insert(0, str(REPO / "docs" / "_ext"))
 
+from recipes_site import meta  # noqa: E402
+
+# The device kind recipes run on here: what builds, shards and merges in the
+# tests plan for. `make test DEVICE=cuda` says which one it must be.
+DEVICE = meta.Host.detect().kind
+EXPECTED_DEVICE = os.environ.get("RECIPES_EXPECT_DEVICE", "")
+
+
+def pytest_sessionstart(session):
+    """A GPU job whose CUDA is hidden or broken fails here, instead of testing the CPU."""
+    if EXPECTED_DEVICE and EXPECTED_DEVICE != DEVICE:
+        raise pytest.UsageError(
+            f"the tests were asked to run on {EXPECTED_DEVICE} (DEVICE={EXPECTED_DEVICE}), "
+            f"but recipes run on {DEVICE} on this machine"
+        )
+
 
 def build_env(**extra: str) -> dict:
     env = dict(os.environ)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
-from conftest import FIXTURES, make_project, sphinx_build
+from conftest import DEVICE, FIXTURES, make_project, sphinx_build
 from recipes_site import meta
 
 pytestmark = pytest.mark.slow
@@ -165,7 +165,7 @@ def test_page_structure_and_measurements(clean_build):
     assert "recipe-verified" in page and "with PyTorch 2." in page
     record = _timings(root)["cpu_recipe"]
     assert record["peak_rss_mb"] > 50
-    assert record["device"].startswith("cpu")
+    assert record["device"].startswith(DEVICE)
     for key in (
         "recipe",
         "status",

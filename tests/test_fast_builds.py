@@ -10,10 +10,11 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
-from conftest import REPO, build_env, make_project, recipe, sphinx_build
+from conftest import DEVICE, REPO, build_env, make_project, recipe, sphinx_build
 
 pytestmark = pytest.mark.slow
 
@@ -131,7 +132,7 @@ def merge(root):
     """``make merge`` on a project whose shards ran in its own folder."""
     done = subprocess.run(
         [sys.executable, "-m", "recipes_site.pipeline", "merge", "--project", str(root),
-         "--source", "docs", "--device", "cpu"],
+         "--source", "docs", "--device", DEVICE],
         env=build_env(PYTHONPATH=str(REPO / "docs" / "_ext")),
         capture_output=True, text=True, cwd=root,
     )  # fmt: skip
@@ -167,7 +168,7 @@ def test_merge_refuses_a_recipe_no_shard_executed(tmp_path):
     assert proc.returncode == 0
     done, render = merge(root)
     assert done.returncode != 0
-    assert re.search(r"merge: \S+: no output for its current source on cpu", done.stderr)
+    assert re.search(rf"merge: \S+: no output for its current source on {DEVICE}", done.stderr)
     assert render.returncode != 0
     assert "recipe has no output for its current source in the store (not-run)" in render.stderr
 
@@ -292,3 +293,29 @@ def test_a_recipe_saved_again_while_it_runs_is_stored_under_the_text_that_ran(tm
     assert sphinx_build(root).returncode == 0
     assert ran(root) == ["slow"]
     assert "version 1" in page_text(root, "slow.html")
+
+
+def test_the_cuda_key_is_planned_and_rendered_on_this_machine(tmp_path):
+    """What the plan and merge jobs do on CPU runners: keys made for cuda, not for the host."""
+    from recipes_site import pipeline, store
+
+    root = make_project(tmp_path, recipes={"alpha.py": TINY["alpha.py"]})
+    assert sphinx_build(root).returncode == 0
+    root_store = root / ".cache/recipes/store"
+    cuda = pipeline.current(root, Path("docs"), "cuda")
+    assert pipeline.make_plan(cuda, root_store, 1)["stale"] == ["alpha"]  # no cuda output yet
+    # A shard's output for cuda, as it reaches the merge (made here from this run's).
+    (mine,) = store.entries(root_store)
+    folder = root_store / cuda["alpha"][0]
+    shutil.copytree(root_store / mine["key"], folder)
+    entry = json.loads((folder / "entry.json").read_text())
+    entry.update(key=cuda["alpha"][0], record={**entry["record"], "device": "cuda (GPU)"})
+    (folder / "entry.json").write_text(json.dumps(entry))
+    assert pipeline.make_plan(cuda, root_store, 1)["stale"] == []
+    render = sphinx_build(root, "-D", "plot_gallery=0", "-D", "recipes_device=cuda",
+                          "-D", "recipes_require_all=1")  # fmt: skip
+    assert render.returncode == 0, render.stderr[-3000:]
+    assert "cuda (GPU)" in page_text(root, "alpha.html")
+    rows = json.loads((root / "_build/html/recipes/timings.json").read_text())
+    assert rows["host"] == "cuda (GPU)"  # where the outputs were made, not this machine
+    assert "on cuda (GPU)" in (root / "_build/html/sg_execution_times.html").read_text()

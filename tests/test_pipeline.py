@@ -7,7 +7,7 @@ nothing, the third exactly the one recipe that changed, on exactly one shard.
 A run in which a recipe fails fails and publishes nothing, but keeps the other
 recipes' outputs, so that the run after the fix executes only that recipe.
 The recipes execute on this machine's CPU (the repository variable
-``RECIPES_DEVICE`` is ``cpu`` here, ``cuda`` on GitHub).
+``RECIPES_DEVICE`` is this machine's device kind, ``cuda`` on GitHub).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 
 import pytest
 from bs4 import BeautifulSoup
-from conftest import REPO, project_with_makefile, recipe
+from conftest import DEVICE, REPO, project_with_makefile, recipe
 from recipes_site import store
 from replay import Replay
 
@@ -42,7 +42,7 @@ def project(tmp_path):
 def replay(tmp_path, shards: int) -> tuple[Replay, object]:
     root = project(tmp_path)
     workflow = Replay(
-        REPO / ".github/workflows/docs.yml", root, tmp_path / "replay", {"RECIPES_DEVICE": "cpu"}
+        REPO / ".github/workflows/docs.yml", root, tmp_path / "replay", {"RECIPES_DEVICE": DEVICE}
     )
     workflow.spec["env"]["RECIPES_SHARDS"] = str(shards)  # the one place N is set
     return workflow, root

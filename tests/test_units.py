@@ -1126,3 +1126,74 @@ def test_only_solo_timings_balance_shards(tmp_path):
                                     beside=beside)  # fmt: skip
         store.put(tmp_path / "s", f"k-{stem}", stem, section, stem, record)
     assert plan.recorded_durations(tmp_path / "s") == {"solo": 4.0}
+
+
+def test_the_warm_parent_check_catches_a_loaded_cuda_driver(tmp_path):
+    import sys as _sys
+
+    from recipes_site import warm
+
+    maps = tmp_path / "maps"
+    maps.write_text(
+        "7f00-7f01 r-xp 00000000 08:01 1 /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.550.1\n"
+    )
+    warm.check(str(maps))  # NVML answers without the driver: fine
+    maps.write_text(maps.read_text() + "7f02-7f03 r-xp 0 08:01 2 /usr/lib/libcuda.so.550.54\n")
+    with pytest.raises(RuntimeError, match="loaded the CUDA driver"):
+        warm.check(str(maps))
+    assert "torch" in _sys.modules
+
+
+def test_the_site_names_the_devices_its_outputs_were_made_on():
+    rows = [
+        _row(status="executed", device="cuda (NVIDIA H200)"),
+        _row(status="executed", device="cpu (CUDA not used)"),
+        _row(status="skipped", device="cpu"),
+    ]
+    assert report.devices(rows, {"host": "cpu"}) == "cpu (CUDA not used), cuda (NVIDIA H200)"
+    assert report.devices([], {"host": "cpu"}) == "cpu"
+    gpu = {"host": "cuda (NVIDIA H200)"}
+    assert outcome.ran_on(gpu, {"cuda_used": True}) == "cuda (NVIDIA H200)"
+    assert outcome.ran_on(gpu, {"cuda_used": False}) == "cpu (CUDA not used)"
+    assert outcome.ran_on({"host": "cpu"}, {"cuda_used": False}) == "cpu"
+
+
+def test_needs_cuda_follows_what_an_error_was_raised_from_not_what_it_handled(monkeypatch):
+    from recipes_site import child
+
+    monkeypatch.setattr(child.sys.modules["torch"].cuda, "is_available", lambda: False)
+    try:
+        raise RuntimeError("Found no NVIDIA driver on your system")
+    except RuntimeError as cuda_error:
+        try:
+            raise ValueError("a genuine mistake")  # while handling it
+        except ValueError as handling:
+            assert not child._needs_cuda(handling)
+        try:
+            raise ValueError("no GPU here") from cuda_error
+        except ValueError as caused:
+            assert child._needs_cuda(caused)
+
+
+def test_several_gpus_are_shared_out_one_per_recipe_process(monkeypatch):
+    from recipes_site import executor
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert executor.visible_gpus(1) == []
+    assert executor.visible_gpus(2) == ["0", "1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert executor.visible_gpus(2) == ["3", "5"]
+    supervisor = types.SimpleNamespace(
+        settings={"gpus": ["3", "5"]}, running=[types.SimpleNamespace(gpu="3")]
+    )
+    assert executor.Supervisor._free_gpu(supervisor) == "5"
+
+
+def test_a_stored_skip_is_asked_of_the_runner_again(tmp_path):
+    section = tmp_path / "section"
+    lay_out(section, "r0")
+    record = records.new_record("r0", "", "skipped", "k0", "", reason="needs 2 GPUs")
+    store.put(tmp_path / "s", "k0", "r0", section, "r0", record)
+    plan_ = pipeline.make_plan({"r0": ("k0", "")}, tmp_path / "s", 1)
+    assert plan_["stale"] == ["r0"]  # the plan cannot tell whether the runner has 2 GPUs
+    assert pipeline.covered(tmp_path / "s", "k0")  # the merge still renders the skip

@@ -271,12 +271,14 @@ def _needs_cuda(exc: BaseException) -> bool:
     torch = sys.modules.get("torch")
     if torch is None or torch.cuda.is_available():
         return False
+    # The exception and what it was raised from (``raise ... from``), not what it
+    # was raised while handling: a genuine error inside an except block is no excuse.
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if _NO_CUDA.search(str(exc)):
             return True
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__
     return False
 
 
@@ -537,6 +539,8 @@ def _md5(path) -> str:
 def run_one(spec: dict, gallery_conf: dict) -> dict:
     """Execute one recipe through sphinx-gallery; return its result for the parent."""
     global _current
+    if spec.get("cuda_visible_devices") is not None:  # its own GPU, beside others
+        os.environ["CUDA_VISIBLE_DEVICES"] = spec["cuda_visible_devices"]
     run = Run(src=spec["src"], timeout=spec["timeout"], partial=partial_path(spec["result"]))
     run.partial_limit = spec["cell_limit"]
     run.workdir = make_workdir(spec)
@@ -546,6 +550,11 @@ def run_one(spec: dict, gallery_conf: dict) -> dict:
     try:
         seed_everything()
         before = _md5(spec["src"])
+        if spec.get("device") == "cuda" and not _torch().cuda.is_available():
+            raise RuntimeError(
+                "this build runs recipes on CUDA, but the recipe's process cannot use it "
+                "(was the driver loaded in the warm parent, or is CUDA hidden?)"
+            )
         out_vars = _generate(spec, gallery_conf)
         result = _finish(spec, run, out_vars)
         copy = Path(spec["target_dir"]) / Path(spec["src"]).name
@@ -563,6 +572,7 @@ def run_one(spec: dict, gallery_conf: dict) -> dict:
         _current = None
     result["wall"] = [started, time.time()]
     result["warm"] = "recipes_site.warm" in sys.modules
+    result["cuda_used"] = _cuda_in_use() is not None
     return result
 
 

@@ -74,6 +74,7 @@ class Child:
     ended: float = 0.0
     changed: set[str] = field(default_factory=set)  # files changed while it ran
     beside: int = 0  # the most recipe processes that ran beside it at once
+    gpu: str | None = None  # its CUDA_VISIBLE_DEVICES, when several GPUs are shared out
 
     @property
     def job(self) -> Job:
@@ -168,6 +169,11 @@ class Supervisor:
         self._dismiss_standby()
         self.parent.close()
 
+    def _free_gpu(self) -> str | None:
+        """With JOBS>1 and several GPUs, a GPU no running recipe has (None: leave it)."""
+        taken = {c.gpu for c in self.running}
+        return next((g for g in self.settings.get("gpus", []) if g not in taken), None)
+
     def _dismiss_standby(self) -> None:
         if self.standby is not None:
             process, conn = self.standby
@@ -192,6 +198,7 @@ class Supervisor:
             "ignored": self.settings["ignored"],
             "cell_limit": self.settings["cell_limit"],
             "workdir": str(Path(self.settings["workdirs"], job.entry["id"])),
+            "device": self.settings["device"],
             "page_limit": self.settings["page_limit"],
         }
 
@@ -200,15 +207,17 @@ class Supervisor:
         self._look_for_changes()
         process, conn = self.standby or self._fork()
         self.standby = None
+        gpu = self._free_gpu()
+        specs = [{**self._spec(job), "cuda_visible_devices": gpu} for job in jobs]
         try:
-            conn.send([self._spec(job) for job in jobs])
+            conn.send(specs)
         except OSError:  # the waiting process died (or its parent killed it): another
             _close(process, conn)
             process, conn = self._fork()
-            conn.send([self._spec(job) for job in jobs])
+            conn.send(specs)
         now = time.monotonic()
         timeout = sum(job.entry["timeout"] for job in jobs)
-        c = Child(jobs, process, conn, now, now + timeout)
+        c = Child(jobs, process, conn, now, now + timeout, gpu=gpu)
         self.running.append(c)
         if more:
             self.standby = self._fork()
@@ -334,6 +343,13 @@ def jobs_for(entries: list[dict], tmp: Path, settings: dict) -> list[Job]:
     return jobs
 
 
+def visible_gpus(count: int) -> list[str]:
+    """The GPUs recipes may use, as ``CUDA_VISIBLE_DEVICES`` names them (none: unset)."""
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    names = [n.strip() for n in given.split(",") if n.strip()] if given else None
+    return (names or [str(i) for i in range(count)])[:count] if count > 1 else []
+
+
 def workdir_root(app) -> Path:
     """Where recipes run: ``_build/recipe-files/<recipe>/``, kept until it runs again."""
     return (Path(app.outdir).parent / "recipe-files").resolve()
@@ -348,6 +364,8 @@ def settings_for(app, manifest: dict, entries: list[dict]) -> dict:
     workdirs = workdir_root(app)
     return {
         "workdirs": str(workdirs),
+        "device": manifest.get("device", ""),
+        "gpus": visible_gpus(manifest.get("gpus", 0)) if jobs > 1 else [],
         "jobs": jobs,
         "isolate": bool(manifest.get("isolate", True)),
         "project": str(project),

@@ -315,6 +315,19 @@ def find_recipes(root: Path | str) -> list[Path]:
     return sorted(p for p in root.rglob("*.py") if not p.name.startswith("_"))
 
 
+# Run in a process of its own by Host.detect: what CUDA offers here.
+_PROBE = """
+import json, torch
+ok = torch.cuda.is_available()
+print(json.dumps({
+    "available": ok,
+    "capability": list(torch.cuda.get_device_capability()) if ok else None,
+    "count": torch.cuda.device_count() if ok else 0,
+    "name": torch.cuda.get_device_name() if ok else "",
+}))
+"""
+
+
 @dataclass(frozen=True)
 class Host:
     """What the machine running the recipes offers."""
@@ -326,17 +339,27 @@ class Host:
 
     @classmethod
     def detect(cls) -> Host:
+        """What this machine offers, asked of a short-lived process: the process that
+        asks (Sphinx, which starts the warm parent) never initialises CUDA itself."""
         if not cuda_possible():
             return cls()  # no need to import torch (seconds) to know that
-        import torch
+        import json
+        import subprocess
 
-        if not torch.cuda.is_available():
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=300
+            )
+            found = json.loads(done.stdout.strip().splitlines()[-1])
+        except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+            return cls()
+        if not found.get("available"):
             return cls()
         return cls(
             cuda_available=True,
-            capability=tuple(torch.cuda.get_device_capability()),
-            gpu_count=torch.cuda.device_count(),
-            gpu_name=torch.cuda.get_device_name(),
+            capability=tuple(found["capability"]),
+            gpu_count=found["count"],
+            gpu_name=found["name"],
         )
 
     @property

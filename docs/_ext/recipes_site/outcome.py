@@ -177,6 +177,12 @@ def _notes(src: str, result: dict | None, seconds: float, budget: float) -> list
     return notes
 
 
+def ran_on(manifest: dict, result: dict | None) -> str:
+    """Where the recipe ran: the host's GPU only if its process used CUDA."""
+    used = (result or {}).get("cuda_used", True)
+    return manifest["host"] if manifest["host"] == "cpu" or used else "cpu (CUDA not used)"
+
+
 def torch_version() -> str:
     try:
         return importlib.metadata.version("torch")
@@ -218,7 +224,7 @@ def conclude(app, manifest: dict, child, job) -> dict:
         status,
         entry["key"],
         entry["source_md5"],
-        device=manifest["host"],
+        device=ran_on(manifest, result),
         torch=torch_version(),
         build=records.build_id(records.gallery_root(app.config.sphinx_gallery_conf)),
         **fields,

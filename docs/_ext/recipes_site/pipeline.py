@@ -51,16 +51,23 @@ def current(project: Path, source: Path, device: str) -> dict[str, tuple[str, st
     }
 
 
-def covered(store_root: Path, key: str, lines: str = "") -> bool:
-    """Whether the store holds an output that stands for this recipe (:func:`store.covers`)."""
-    return store.covers(store.get(store_root, key), lines)
+def covered(store_root: Path, key: str, lines: str = "", planning: bool = False) -> bool:
+    """Whether the store holds an output that stands for this recipe (:func:`store.covers`).
+
+    To the plan, a stored skip is no output: the machine that plans cannot tell whether
+    the runner has what the recipe declares (a GPU's compute capability, two GPUs), so
+    the runner is asked every time; a skip costs it nothing."""
+    entry = store.get(store_root, key)
+    if planning and entry is not None and entry.get("status") == "skipped":
+        return False
+    return store.covers(entry, lines)
 
 
 def make_plan(keys: dict[str, tuple[str, str]], store_root: Path, shards: int) -> dict:
     """The split of the recipes whose output the store does not hold.
 
     ``keys``: id -> (key, lines key), from :func:`current`."""
-    stale = {rid: k for rid, k in keys.items() if not covered(store_root, *k)}
+    stale = {rid: k for rid, k in keys.items() if not covered(store_root, *k, planning=True)}
     known = plan.recorded_durations(store_root)
     split = select.assign_shards({rid: known.get(rid) for rid in stale}, shards)
     keys = {rid: key for rid, (key, _) in keys.items()}

@@ -368,6 +368,7 @@ def write_manifest(app, ctx: Context, entries: dict) -> None:
         "execute": ctx.executing,
         "host": ctx.host.device,
         "device": ctx.device,
+        "gpus": ctx.host.gpu_count,
         "plan": counts,
         "torch": ctx.torch,
         "store": str(ctx.store),

@@ -159,7 +159,7 @@ def write_timings(app, manifest: dict, rows: list[dict]) -> None:
         out,
         {
             "torch": manifest["torch"],
-            "host": manifest["host"],
+            "host": devices(rows, manifest),
             "recipes": [
                 {
                     **{k: r.get(k) for k in TIMINGS_FIELDS},
@@ -171,6 +171,13 @@ def write_timings(app, manifest: dict, rows: list[dict]) -> None:
             ],
         },
     )
+
+
+def devices(rows: list[dict], manifest: dict) -> str:
+    """Where the outputs on the site were made, from their records (the machine that
+    renders the site, such as the merge job's, may have made none of them)."""
+    made = sorted({r["device"] for r in rows if r.get("status") == "executed" and r.get("device")})
+    return ", ".join(made) or manifest.get("host", "")
 
 
 def table(rows: list[dict]) -> list[str]:

@@ -108,7 +108,7 @@ def write(app) -> None:
         (Path(app.outdir) / rel).unlink(missing_ok=True)
     manifest = records.read_manifest(root)
     rows = report.collect(manifest)
-    text = page(rows, manifest.get("torch", ""), manifest.get("host", ""))
+    text = page(rows, manifest.get("torch", ""), report.devices(rows, manifest))
     path = Path(app.srcdir) / f"{PAGE}.rst"
     # Rewrite only on change, or Sphinx would re-read the page on every build.
     if not path.is_file() or path.read_text(encoding="utf-8") != text:

@@ -48,14 +48,36 @@ def _import() -> None:
 
     # One compile worker: a worker pool would be another process that imports
     # torch, per recipe, and a pool in this parent would not survive a fork.
+    # Nothing here calls into torch beyond its imports: even a reset of the
+    # compiler asks whether CUDA is available, which can load the driver.
     inductor_config.compile_threads = 1
-    torch.compiler.reset()
 
 
-def check() -> None:
+_DRIVER = "libcuda.so"  # the CUDA driver; NVML (libnvidia-ml) answers without it
+
+
+def driver_loaded(maps: str) -> bool:
+    """Whether a process's memory map (``/proc/<pid>/maps``) holds the CUDA driver."""
+    names = (line.rstrip().rsplit("/", 1)[-1] for line in maps.splitlines())
+    return any(name.startswith(_DRIVER) for name in names)
+
+
+def check(maps_file: str = "/proc/self/maps") -> None:
+    """Fail if this process set up CUDA: by torch's own flag, or, where torch does not
+    know (a driver query that fell back to cudaGetDeviceCount), by the driver library
+    being loaded at all."""
     torch = sys.modules["torch"]
-    if torch.cuda.is_initialized():  # pragma: no cover - a bug, not a recipe's doing
+    if torch.cuda.is_initialized():
         raise RuntimeError("the warm parent initialised CUDA; its children could not use it")
+    try:
+        maps = open(maps_file).read()  # noqa: SIM115 - Linux only; elsewhere torch's flag
+    except OSError:
+        return
+    if driver_loaded(maps):
+        raise RuntimeError(
+            "the warm parent loaded the CUDA driver (libcuda.so is in its memory map); "
+            "its children could not use CUDA"
+        )
 
 
 def freeze() -> None:
