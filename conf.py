@@ -72,8 +72,12 @@ html_theme_options = {
     "show_toc_level": 2,
     "navigation_with_keys": False,
     # Templates that render nothing are dropped, so only recipe pages show the last two.
-    "secondary_sidebar_items": ["page-toc", "recipe-downloads", "colab-link", "sourcelink"],
+    "secondary_sidebar_items": ["page-toc", "recipe-downloads", "colab-link", "source-link"],
 }
+# Pages link to their real source on GitHub (source-link.html), not to a copy
+# of the reST that the build generated.
+html_copy_source = False
+html_show_sourcelink = False
 # Copy buttons on code cells only, not on their printed output.
 copybutton_selector = "div.highlight-Python pre"
 html_context = {"default_mode": "auto"}

@@ -342,3 +342,14 @@ def test_markup_in_recipe_output_never_runs_in_the_browser(browser, tmp_path):
     assert dialogs == []
     assert alt == 'F"><script>alert(1)</script>'
     assert injected == 0
+
+
+def test_every_card_shows_a_picture_of_its_own(context, base_url):
+    page = visit(context, base_url, "landing").page
+    sources = page.eval_on_selector_all(
+        "div.recipe-card img", "imgs => imgs.map(i => i.currentSrc || i.src)"
+    )
+    assert len(sources) == page.locator("div.recipe-card").count() > 1
+    pictures = [page.request.get(src).body() for src in sources]
+    assert all(pictures), "a card image did not load"
+    assert len(set(pictures)) == len(pictures), "two cards show the same picture"

@@ -441,3 +441,29 @@ def test_old_computation_times_pages_are_removed(tmp_path):
     assert not list(src.rglob("recipes/**/sg_execution_times.rst"))
     assert not list(out.rglob("sg_execution_times.html"))
     assert "Computation times" in (src / "sg_execution_times.rst").read_text()
+
+
+# Source links ---------------------------------------------------------------
+
+
+def test_every_page_links_to_the_file_it_is_made_from(site):
+    prefix = f"https://github.com/{CONF.recipes_repository}/blob/{CONF.recipes_branch}/"
+    linked = {}
+    for page in pages(site):
+        if is_redirect(page):
+            continue
+        anchors = soup(page).select("div.recipe-source a")
+        assert len(anchors) <= 1, page
+        if anchors:
+            href = anchors[0]["href"]
+            assert href.startswith(prefix), (page, href)
+            path = href[len(prefix) :]
+            assert (REPO / path).is_file(), (page, path)
+            linked[page.relative_to(site).as_posix()] = path
+        assert "_sources/" not in page.read_text(encoding="utf-8"), page
+    for recipe in RECIPES:
+        rel = recipe_html(site, recipe).relative_to(site).as_posix()
+        assert linked.get(rel) == recipe.relative_to(REPO).as_posix(), rel
+    assert linked["index.html"] == "docs/index.rst"
+    assert linked["recipes/index.html"] == "recipes/README.txt"
+    assert "sg_execution_times.html" not in linked  # generated: no file to link to

@@ -1197,3 +1197,23 @@ def test_a_stored_skip_is_asked_of_the_runner_again(tmp_path):
     plan_ = pipeline.make_plan({"r0": ("k0", "")}, tmp_path / "s", 1)
     assert plan_["stale"] == ["r0"]  # the plan cannot tell whether the runner has 2 GPUs
     assert pipeline.covered(tmp_path / "s", "k0")  # the merge still renders the skip
+
+
+def test_a_recipe_without_a_figure_gets_a_thumbnail_of_its_own(tmp_path):
+    from recipes_site import thumbs
+
+    code = "import torch\n\nx = torch.ones(3)\nprint(x.sum())\n"
+    assert thumbs.ensure(tmp_path, "a", "First recipe", code, "compile")
+    first = layout.thumbnail(tmp_path, "a")
+    assert first.name == "sphx_glr_a_thumb.png" and thumbs.drawn_key(first)
+    assert not thumbs.ensure(tmp_path, "a", "First recipe", code, "compile")  # kept
+    assert thumbs.ensure(tmp_path, "b", "Second recipe", code, "compile")
+    assert first.read_bytes() != layout.thumbnail(tmp_path, "b").read_bytes()
+    assert thumbs.ensure(tmp_path, "a", "First recipe, renamed", code, "compile")  # drawn again
+    from PIL import Image
+
+    with Image.open(layout.thumbnail(tmp_path, "a")) as image:
+        assert image.size == thumbs.SIZE
+    lay_out(tmp_path / "figs", "c")  # a recipe with a figure keeps sphinx-gallery's thumbnail
+    assert not thumbs.ensure(tmp_path / "figs", "c", "Plots", code, "compile")
+    assert thumbs.code_lines(code) == ["x = torch.ones(3)", "print(x.sum())"]

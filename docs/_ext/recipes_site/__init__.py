@@ -10,8 +10,9 @@ It adds to sphinx-gallery, through public events only:
     to execute, each in a process of its own, through sphinx-gallery's own
     per-file generation. sphinx-gallery then renders the gallery, executing
     nothing itself.
-``builder-inited``  (:func:`timespage.write`) after the gallery is generated:
-    writes the computation-times page from the recipes' records.
+``builder-inited``  (:func:`thumbs.draw_missing`, :func:`timespage.write`) after
+    the gallery is generated: a thumbnail for every recipe without a figure,
+    and the computation-times page from the recipes' records.
 ``source-read``     (:func:`pages.annotate`) adds the "verified" line, notes
     for recipes that were not executed, and the memory footer.
 ``html-page-context`` (:mod:`links`, :mod:`opengraph`, :mod:`furniture`) adds
@@ -38,6 +39,7 @@ from . import (
     records,
     report,
     sourcemap,
+    thumbs,
     timespage,
 )
 
@@ -82,6 +84,7 @@ def setup(app):
     app.connect("builder-inited", plan.prepare, priority=200)
     app.connect("builder-inited", _install_log_filters, priority=250)
     app.connect("builder-inited", executor.execute, priority=300)
+    app.connect("builder-inited", thumbs.draw_missing, priority=550)
     app.connect("builder-inited", timespage.write, priority=600)
     app.connect("source-read", pages.annotate)
     app.connect("html-page-context", links.add_context)

@@ -557,6 +557,10 @@ def run_one(spec: dict, gallery_conf: dict) -> dict:
             )
         out_vars = _generate(spec, gallery_conf)
         result = _finish(spec, run, out_vars)
+        if result["status"] == "executed" and spec.get("entry"):
+            from . import thumbs
+
+            thumbs.for_entry(spec["entry"])  # stored with the run's other outputs
         copy = Path(spec["target_dir"]) / Path(spec["src"]).name
         # The text that ran: read before and after, and the copy sphinx-gallery made
         # in between. An author who saved meanwhile makes them differ.

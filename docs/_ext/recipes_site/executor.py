@@ -199,6 +199,7 @@ class Supervisor:
             "cell_limit": self.settings["cell_limit"],
             "workdir": str(Path(self.settings["workdirs"], job.entry["id"])),
             "device": self.settings["device"],
+            "entry": job.entry,
             "page_limit": self.settings["page_limit"],
         }
 
