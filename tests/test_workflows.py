@@ -5,15 +5,19 @@ returns what is wrong, as a list of sentences), so that the same function is
 run on the repository's files and, in `test_checks_catch_*`, on copies broken
 on purpose: every check is shown to fail when its property does not hold.
 
-Fast and offline: PyYAML only, plus one shell snippet taken from docs.yml.
+Fast and offline: PyYAML only, plus shell snippets taken from the workflows
+(docs.yml's shard matrix, the torch.compile cache hashes).
 """
 
 import copy
 import fnmatch
+import functools
 import json
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -427,6 +431,218 @@ def check_failure_publishes_nothing(workflow):
     return problems
 
 
+# `make test` itself, not `make test-fast` or another target that starts alike.
+MAKE_TEST = re.compile(r"\bmake\s+(-\S+\s+)*test(\s|$)")
+
+
+def check_test_device(workflows):
+    """`make test` on a GPU runner passes DEVICE=cuda, so that a runner that would run the recipes
+    on the CPU (CUDA hidden, a driver too old) fails the build instead of testing the CPU; on a
+    GitHub-hosted runner nothing asks for cuda."""
+    problems, kinds = [], set()
+    for name, workflow in workflows.items():
+        for job_id, step, line in make_calls(workflow, "test"):
+            if not MAKE_TEST.search(line):
+                continue
+            job = workflow["jobs"][job_id]
+            given = [d.strip("'\"") for d in re.findall(r"(?:^|\s)DEVICE=(\S*)", line)]
+            where = f"{name}: job {job_id}, `{line.strip()}`"
+            if is_github_hosted(job):
+                kinds.add("cpu")
+                envs = [workflow.get("env"), job.get("env"), step.get("env")]
+                given += [str(env["DEVICE"]) for env in envs if env and "DEVICE" in env]
+                if any(device != "cpu" for device in given):
+                    problems.append(f"{where}: a CPU runner asks for DEVICE {given}")
+            else:
+                kinds.add("gpu")
+                if given != ["cuda"]:
+                    problems.append(f"{where}: a GPU runner does not pass DEVICE=cuda")
+    problems += [f"no `make test` on a {kind.upper()} runner" for kind in {"cpu", "gpu"} - kinds]
+    return problems
+
+
+TORCH_CACHE = ".cache/torch"
+CACHE_ACTIONS = ("actions/cache", "actions/cache/restore", "actions/cache/save")
+# What a torch.compile cache is restored by; the device kind, then what the
+# kernels depend on. Saved keys add a hash of the folder's content.
+TORCH_PREFIX = re.compile(
+    r"torch-compile-(?P<device>[\w-]+|\$\{\{ env\.RECIPES_DEVICE \}\})"
+    r"-\$\{\{ runner\.os \}\}-\$\{\{ runner\.arch \}\}"
+    r"-\$\{\{ hashFiles\('requirements\.txt'\) \}\}-"
+)
+# The `if:` terms of a job that runs only for pull requests from forks.
+FORK_ONLY = {
+    "github.event_name == 'pull_request'",
+    "github.event.pull_request.head.repo.full_name != github.repository",
+}
+
+
+def torch_cache_steps(job):
+    """(index, step) of the job's cache steps that hold torch.compile's kernels."""
+    return [
+        (i, s)
+        for i, s in enumerate(job.get("steps") or [])
+        if any(uses(s, action) for action in CACHE_ACTIONS)
+        and (
+            (s.get("with") or {}).get("path") == TORCH_CACHE
+            or "torch-compile" in str((s.get("with") or {}).get("key", ""))
+        )
+    ]
+
+
+@functools.cache  # the same script, in every job and in most broken copies
+def hash_problems(script, output):
+    """What is wrong with `script` as the hash of a torch.compile cache's content.
+
+    Run in a scratch folder: with no cache it must succeed; with one it must
+    write `output=<id>` to $GITHUB_OUTPUT, the same id again for the same files
+    (copied anew, other times), another when a kernel is added or changes size.
+    """
+
+    def run(workspace):
+        out = workspace / "github_output"
+        out.write_text("")
+        env = {**os.environ, "GITHUB_OUTPUT": str(out)}
+        done = subprocess.run(
+            ["bash", "-e", "-o", "pipefail", "-c", script],
+            cwd=workspace, env=env, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise AssertionError(f"exits {done.returncode}: {done.stderr.strip()}")
+        found = [line.split("=", 1)[1] for line in out.read_text().splitlines()
+                 if line.startswith(f"{output}=")]  # fmt: skip
+        return found[-1] if found else ""
+
+    with tempfile.TemporaryDirectory() as scratch:
+        workspace = Path(scratch) / "workspace"
+        workspace.mkdir()
+        try:
+            run(workspace)  # no cache at all
+        except AssertionError as error:
+            return [f"with no {TORCH_CACHE}: {error}"]
+        cache = workspace / TORCH_CACHE
+        for path, text in [("inductor/fx/ab/entry", "x" * 10), ("triton/cd/k.cubin", "y" * 20)]:
+            (cache / path).parent.mkdir(parents=True, exist_ok=True)
+            (cache / path).write_text(text)
+        try:
+            first = run(workspace)
+            moved = Path(scratch) / "moved"
+            shutil.move(cache, moved)
+            shutil.copytree(moved, cache, copy_function=shutil.copy)
+            for path in cache.rglob("*"):
+                os.utime(path, (1_000_000_000, 1_000_000_000))
+            again = run(workspace)
+            (cache / "triton/ef/k2.cubin").parent.mkdir(parents=True)
+            (cache / "triton/ef/k2.cubin").write_text("z")
+            added = run(workspace)
+            (cache / "inductor/fx/ab/entry").write_text("x" * 11)
+            grown = run(workspace)
+        except AssertionError as error:
+            return [f"with a cache: {error}"]
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", first):
+        return [f"writes {output}={first!r}, not an id for a key"]
+    problems = []
+    if again != first:
+        problems.append("gives another id for the same files")
+    if len({first, added, grown}) != 3:
+        problems.append("gives the same id after a kernel was added or changed")
+    return problems
+
+
+def check_torch_compile_caches(workflows):
+    """Every torch.compile cache is restored by prefix (the newest one for its device kind and
+    requirements) and saved at the end of its job under a hash of its content computed there, only
+    for code of this repository: a job that compiled nothing new then saves nothing, and one that
+    compiled new kernels saves them."""
+    problems = []
+    for name, workflow in workflows.items():
+        forks_start_it = bool(events(workflow) & FORK_EVENTS)
+        for job_id, job in jobs(workflow):
+            cached = torch_cache_steps(job)
+            if not cached:
+                continue
+            where, job_steps = f"{name}: job {job_id}", job.get("steps") or []
+            for _, step in cached:
+                if uses(step, "actions/cache"):
+                    problems.append(
+                        f"{where}: {step.get('name')!r} keeps the cache under one key"
+                        " (actions/cache): the first job saves it, no later one"
+                    )
+            restores = [(i, s) for i, s in cached if uses(s, "actions/cache/restore")]
+            saves = [(i, s) for i, s in cached if uses(s, "actions/cache/save")]
+            if len(restores) != 1:
+                problems.append(f"{where}: {len(restores)} restores of the torch.compile cache")
+                continue
+            ((restore_at, restore),) = restores
+            given = restore.get("with") or {}
+            prefix = str(given.get("restore-keys", "")).strip()
+            match = TORCH_PREFIX.fullmatch(prefix)
+            if not match:
+                problems.append(
+                    f"{where}: restored by {prefix!r}, not by the prefix"
+                    " torch-compile-<device>-<os>-<arch>-<requirements hash>-"
+                )
+                continue
+            if not str(given.get("key", "")).startswith(prefix):
+                problems.append(f"{where}: key {given.get('key')!r} is not under {prefix!r}")
+            if is_github_hosted(job) != (match["device"] == "cpu"):
+                problems.append(
+                    f"{where}: {match['device']} kernels on {runs_on_labels(job)} runners"
+                )
+            fork_only = FORK_ONLY <= set(conjuncts(job.get("if", "true")))
+            if fork_only or not saves:
+                if fork_only and saves:
+                    problems.append(f"{where}: runs only for forks, and saves their kernels")
+                if not fork_only:
+                    problems.append(f"{where}: never saves the kernels it compiled")
+                continue
+            if len(saves) != 1:
+                problems.append(f"{where}: {len(saves)} saves of the torch.compile cache")
+                continue
+            ((save_at, save),) = saves
+            key = str((save.get("with") or {}).get("key", ""))
+            key_match = re.fullmatch(
+                re.escape(prefix) + r"\$\{\{ steps\.([\w-]+)\.outputs\.([\w-]+) \}\}", key
+            )
+            if not key_match:
+                problems.append(
+                    f"{where}: saved under {key!r}, not {prefix!r} followed by a content hash"
+                )
+                continue
+            if (save.get("with") or {}).get("path") != given.get("path"):
+                problems.append(f"{where}: restores {given.get('path')}, saves another path")
+            step_id, output = key_match.groups()
+            hashers = [(i, s) for i, s in enumerate(job_steps) if s.get("id") == step_id]
+            if len(hashers) != 1 or "run" not in hashers[0][1] or hashers[0][0] > save_at:
+                problems.append(f"{where}: no `run:` step {step_id} before the save hashes it")
+                continue
+            ((hash_at, hasher),) = hashers
+            builds = [
+                i
+                for i, s in enumerate(job_steps)
+                if re.search(r"\bmake\b", str(s.get("run", ""))) and i != hash_at
+            ]
+            if not builds or hash_at < max(builds) or hash_at < restore_at:
+                problems.append(f"{where}: the cache is hashed before the job's last `make`")
+            problems += [
+                f"{where}: step {step_id} {problem}"
+                for problem in hash_problems(str(hasher["run"]), output)
+            ]
+            trusted = TRUSTED in conjuncts(job.get("if", "true")) or TRUSTED in conjuncts(
+                save.get("if", "true")
+            )
+            if forks_start_it and not trusted:
+                problems.append(f"{where}: saves the kernels of a fork's pull request")
+    return problems
+
+
+def torch_cache_jobs(workflows):
+    return {
+        (name, job_id) for name, w in workflows.items() for job_id, job in jobs(w)
+        if torch_cache_steps(job)
+    }  # fmt: skip
+
+
 def check_dependabot(config):
     """Weekly, grouped updates for the actions and the pip requirements."""
     problems = []
@@ -529,6 +745,18 @@ def test_a_failed_shard_still_saves_the_good_outputs(workflows):
 
 def test_a_failed_shard_fails_the_run_and_publishes_nothing(workflows):
     assert check_failure_publishes_nothing(workflows["docs.yml"]) == []
+
+
+def test_gpu_tests_fail_rather_than_test_the_cpu(workflows):
+    assert check_test_device(workflows) == []
+
+
+def test_torch_compile_caches_are_saved_by_content(workflows):
+    assert check_torch_compile_caches(workflows) == []
+    # Not vacuous: every job that compiles keeps its kernels, and is checked.
+    assert torch_cache_jobs(workflows) == {
+        ("docs.yml", "shard"), ("docs.yml", "preview"), ("tests.yml", "cpu"), ("tests.yml", "gpu"),
+    }  # fmt: skip
 
 
 def test_dependabot_covers_actions_and_pip():
@@ -689,8 +917,87 @@ BREAKAGES = {
     ),
     "run id in a cache key": (
         check_cache_keys,
-        lambda w: step_of(w, "shard", "torch.compile")["with"].update(
+        lambda w: step_of(w, "shard", "Restore the torch.compile")["with"].update(
             key="torch-${{ runner.os }}-${{ github.run_id }}"
+        ),
+    ),
+    "torch.compile cache under one key (actions/cache)": (
+        check_torch_compile_caches,
+        lambda w: step_of(w, "shard", "Restore the torch.compile").update(
+            uses="actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae"
+        ),
+    ),
+    "torch.compile cache restored by its exact key only": (
+        check_torch_compile_caches,
+        lambda w: step_of(w, "shard", "Restore the torch.compile")["with"].pop("restore-keys"),
+    ),
+    "torch.compile cache restored by a prefix without the requirements": (
+        check_torch_compile_caches,
+        lambda w: step_of(w, "shard", "Restore the torch.compile")["with"].update(
+            {"restore-keys": "torch-compile-${{ env.RECIPES_DEVICE }}-"}
+        ),
+    ),
+    "GPU job restores the CPU kernels": (
+        check_torch_compile_caches,
+        lambda w: [
+            step_of(w, "shard", f"{verb} the torch.compile")["with"].update(
+                {
+                    k: v.replace("${{ env.RECIPES_DEVICE }}", "cpu")
+                    for k, v in step_of(w, "shard", f"{verb} the torch.compile")["with"].items()
+                }
+            )
+            for verb in ("Restore", "Save")
+        ],
+    ),
+    "torch.compile cache saved under the requirements only": (
+        check_torch_compile_caches,
+        lambda w: step_of(w, "shard", "Save the torch.compile")["with"].update(
+            key="torch-compile-${{ env.RECIPES_DEVICE }}-${{ runner.os }}-${{ runner.arch }}"
+            "-${{ hashFiles('requirements.txt') }}-"
+        ),
+    ),
+    "torch.compile cache never saved": (
+        check_torch_compile_caches,
+        lambda w: w["jobs"]["shard"]["steps"].remove(step_of(w, "shard", "Save the torch.compile")),
+    ),
+    "torch.compile cache keyed by a step that is not there": (
+        check_torch_compile_caches,
+        lambda w: w["jobs"]["shard"]["steps"].remove(step_of(w, "shard", "Hash the torch.compile")),
+    ),
+    "torch.compile cache hashed before the shard ran": (
+        check_torch_compile_caches,
+        lambda w: w["jobs"]["shard"]["steps"].insert(
+            0,
+            w["jobs"]["shard"]["steps"].pop(
+                w["jobs"]["shard"]["steps"].index(step_of(w, "shard", "Hash the torch.compile"))
+            ),
+        ),
+    ),
+    "torch.compile cache 'hash' that ignores the content": (
+        check_torch_compile_caches,
+        lambda w: step_of(w, "shard", "Hash the torch.compile").update(
+            run='echo "id=$(sha256sum <<< "$RUNNER_OS" | cut -c1-16)" >> "$GITHUB_OUTPUT"'
+        ),
+    ),
+    "torch.compile cache hashed with its times": (
+        check_torch_compile_caches,
+        lambda w: step_of(w, "shard", "Hash the torch.compile").update(
+            run="mkdir -p .cache/torch\n"
+            "echo \"id=$(find .cache/torch -type f -printf '%P %T@\\n' | sort | sha256sum"
+            ' | cut -c1-16)" >> "$GITHUB_OUTPUT"'
+        ),
+    ),
+    "torch.compile cache hash that fails without a cache": (
+        check_torch_compile_caches,
+        lambda w: step_of(w, "shard", "Hash the torch.compile").update(
+            run="id=\"$(find .cache/torch -type f -printf '%P %s\\n' | sort | sha256sum"
+            ' | cut -c1-16)"\necho "id=$id" >> "$GITHUB_OUTPUT"'
+        ),
+    ),
+    "fork preview saves its kernels": (
+        check_torch_compile_caches,
+        lambda w: w["jobs"]["preview"]["steps"].extend(
+            [step_of(w, "shard", "Hash the torch.compile"), step_of(w, "shard", "Save the torch")]
         ),
     ),
 }
@@ -803,6 +1110,53 @@ DOCS_BREAKAGES = {
         lambda w: w["jobs"]["deploy"].update({"if": "always() && github.ref == 'refs/heads/main'"}),
     ),
 }
+
+
+TESTS_BREAKAGES = {
+    "GPU tests without DEVICE=cuda": (
+        check_test_device,
+        lambda w: step_of(w, "gpu", "make test").update(run="make test STRICT=1"),
+    ),
+    "GPU tests on the CPU": (
+        check_test_device,
+        lambda w: step_of(w, "gpu", "make test").update(run="make test STRICT=1 DEVICE=cpu"),
+    ),
+    "GPU job without make test": (
+        check_test_device,
+        lambda w: step_of(w, "gpu", "make test").update(run="make test-fast DEVICE=cuda"),
+    ),
+    "CPU tests ask for cuda": (
+        check_test_device,
+        lambda w: step_of(w, "cpu", "make test").update(run="make test DEVICE=cuda"),
+    ),
+    "CPU job's env asks for cuda": (
+        check_test_device,
+        lambda w: w["jobs"]["cpu"]["env"].update(DEVICE="cuda"),
+    ),
+    "CPU torch.compile cache saved for forks": (
+        check_torch_compile_caches,
+        lambda w: step_of(w, "cpu", "Save the torch.compile").update(
+            {"if": "${{ !cancelled() && steps.torch-compile.outcome == 'success' }}"}
+        ),
+    ),
+    "GPU torch.compile cache under one key (actions/cache)": (
+        check_torch_compile_caches,
+        lambda w: step_of(w, "gpu", "Restore the torch.compile").update(
+            uses="actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae"
+        ),
+    ),
+    "GPU torch.compile cache never saved": (
+        check_torch_compile_caches,
+        lambda w: w["jobs"]["gpu"]["steps"].remove(step_of(w, "gpu", "Save the torch.compile")),
+    ),
+}
+
+
+@pytest.mark.parametrize("breakage", TESTS_BREAKAGES)
+def test_tests_checks_catch_breakage(workflows, breakage):
+    check, change = TESTS_BREAKAGES[breakage]
+    assert check(workflows) == []
+    assert check(mutated(workflows, "tests.yml", change)) != []
 
 
 @pytest.mark.parametrize("breakage", DOCS_BREAKAGES)
