@@ -208,7 +208,13 @@ def test_page_loads_cleanly_offline_and_accessibly(context, base_url, name):
 def test_not_found_page_works_at_any_depth(context, base_url):
     v = visit(context, base_url, "not-found")
     assert "Page not found" in v.page.inner_text("h1")
-    assert v.page.evaluate("getComputedStyle(document.body).fontFamily") != "Times New Roman"
+    # The theme's fonts, not the browser's default serif: the page found its CSS.
+    family = v.page.evaluate("getComputedStyle(document.body).fontFamily")
+    assert "times" not in family.lower() and "serif" != family.strip().lower(), family
+    theme = v.page.evaluate(
+        "getComputedStyle(document.documentElement).getPropertyValue('--pst-font-family-base')"
+    )
+    assert theme.strip(), "the theme's stylesheet did not load"
     # its links lead into the site, wherever the missing page was
     v.page.click("article a:has-text('list of recipes')")
     v.page.wait_for_load_state("load")

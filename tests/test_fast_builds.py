@@ -107,7 +107,11 @@ def test_incremental_rebuild_and_one_edit(tmp_path):
     assert "720" in page_text(root, "group/gamma.html")
 
 
-def test_staleness_key_reruns_on_torch_or_device_change(tmp_path):
+def test_a_record_made_under_another_key_runs_again(tmp_path):
+    """Output made under another key (another torch, device or code) is never reused;
+    that torch and the device are in the key is proven by
+    test_units.test_the_store_key_leaves_prose_out_but_not_requirements_or_torch and
+    test_the_cuda_key_is_planned_and_rendered_on_this_machine."""
     root = make_project(tmp_path, recipes={"alpha.py": TINY["alpha.py"]})
     assert sphinx_build(root).returncode == 0
     record = root / "docs/recipes/alpha.record.json"
@@ -160,6 +164,10 @@ def test_shards_merge_into_the_same_site_as_one_build(tmp_path):
     assert {r["status"] for r in timings(root).values()} == {"executed"}
     for rel in PAGES:
         assert page_text(root, rel) == page_text(single, rel), rel
+    # Figures and thumbnails come through the store and the merge too.
+    for image in ("_images/group-sphx_glr_gamma_001.png", "_images/sphx_glr_gamma_thumb.png"):
+        merged = (root / "_build/html" / image).read_bytes()
+        assert merged == (single / "_build/html" / image).read_bytes(), image
 
 
 def test_merge_refuses_a_recipe_no_shard_executed(tmp_path):
@@ -319,3 +327,15 @@ def test_the_cuda_key_is_planned_and_rendered_on_this_machine(tmp_path):
     rows = json.loads((root / "_build/html/recipes/timings.json").read_text())
     assert rows["host"] == "cuda (GPU)"  # where the outputs were made, not this machine
     assert "on cuda (GPU)" in (root / "_build/html/sg_execution_times.html").read_text()
+
+
+def test_a_silent_recipe_fails_and_a_slow_one_is_noted(tmp_path):
+    root = make_project(tmp_path, recipes={
+        "silent.py": recipe("Prints nothing", "x = 1"),
+        "slow.py": recipe("Takes its time", "import time\n\ntime.sleep(1.2)\nprint('done')"),
+    })  # fmt: skip
+    proc = sphinx_build(root, "-D", "recipes_budget=1")
+    assert proc.returncode != 0
+    assert re.search(r"silent\.py:1: ERROR: recipe failed: it ran but printed nothing", proc.stderr)
+    assert re.search(r"slow\.py: ran 1\.\d s, slower than the site's budget of 1 s", proc.stdout)
+    assert "silent.py: ran" not in proc.stdout

@@ -37,11 +37,17 @@ def test_the_kernel_runs_this_interpreter_with_the_build_environment(tmp_path):
 
 
 def test_every_notebook_starts_with_the_colab_install_cell(site):
-    cell = notebooks.first_cell()
-    for path in (site / "_downloads").rglob("*.ipynb"):
+    torch_pin = next(
+        ln.strip() for ln in (REPO / "requirements.txt").read_text().splitlines()
+        if ln.startswith("torch==")
+    )  # fmt: skip
+    notebooks_found = list((site / "_downloads").rglob("*.ipynb"))
+    assert notebooks_found
+    for path in notebooks_found:
         nb = nbformat.read(path, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
-        assert code[0].source.strip() == cell.strip(), path.name
+        assert 'if "google.colab" in sys.modules:' in code[0].source, path.name
+        assert repr(torch_pin) in code[0].source, path.name
 
 
 def test_the_first_cell_installs_the_pins_in_colab_only(monkeypatch):
@@ -54,6 +60,9 @@ def test_the_first_cell_installs_the_pins_in_colab_only(monkeypatch):
     exec(notebooks.first_cell(), {})
     (args,) = calls
     assert args[:4] == [sys.executable, "-m", "pip", "install"]
-    pins = set(notebooks.pins(REPO / "requirements.txt"))
-    assert pins == {a for a in args if "==" in a}
-    assert {p.split("==")[0] for p in pins} == set(notebooks.RUNTIME_PACKAGES)
+    # The expected pins come from requirements.txt itself, read here, not from the
+    # function under test.
+    lines = (REPO / "requirements.txt").read_text().splitlines()
+    wanted = {ln.split("==")[0].strip(): ln.strip() for ln in lines if "==" in ln}
+    expected = {wanted[name] for name in ("torch", "numpy", "matplotlib")}
+    assert {a for a in args if "==" in a} == expected

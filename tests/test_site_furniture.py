@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from bs4 import BeautifulSoup
-from conftest import REPO, build_env
+from conftest import REPO, build_env, make_project, sphinx_build
 from recipes_site import furniture, links, meta, newrecipe, timespage
 
 RECIPES = meta.find_recipes(REPO / "recipes")
@@ -381,6 +381,15 @@ def test_make_new_writes_a_recipe_that_builds_and_runs(tmp_path):
     )
     assert ran.returncode == 0, ran.stderr
     assert "torch " in ran.stdout
+    # ...and it builds as a page with no problem, even with every problem fatal
+    site = make_project(tmp_path / "site", recipes={
+        "basics/README.txt": (project / "recipes/basics/README.txt").read_text(),
+        "basics/my_first_recipe.py": path.read_text(),
+    })  # fmt: skip
+    built = sphinx_build(site, "-D", "recipes_strict=1")
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    timings = json.loads((site / "_build/html/recipes/timings.json").read_text())
+    assert [r["status"] for r in timings["recipes"]] == ["executed"]
     # a second recipe of the same name is refused
     again = subprocess.run(
         ["make", "new", "NAME=my_first_recipe", f"PY={sys.executable}"],

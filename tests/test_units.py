@@ -1217,3 +1217,20 @@ def test_a_recipe_without_a_figure_gets_a_thumbnail_of_its_own(tmp_path):
     lay_out(tmp_path / "figs", "c")  # a recipe with a figure keeps sphinx-gallery's thumbnail
     assert not thumbs.ensure(tmp_path / "figs", "c", "Plots", code, "compile")
     assert thumbs.code_lines(code) == ["x = torch.ones(3)", "print(x.sum())"]
+
+
+@pytest.mark.parametrize(
+    "rst, shown",
+    [
+        (".. rst-class:: sphx-glr-script-out\n\n .. code-block:: none\n\n    42\n", True),
+        (".. image-sg:: /x.png\n   :class: sphx-glr-single-img\n", True),
+        (
+            ".. rst-class:: sphx-glr-horizontal\n\n    * .. image-sg:: /a.png\n"
+            "         :class: sphx-glr-multi-img\n",
+            True,
+        ),  # fmt: skip
+        (".. code-block:: Python\n\n    x = 1\n", False),  # the code alone is no output
+    ],
+)
+def test_output_is_what_the_recipe_printed_or_drew(rst, shown):
+    assert outputs.has_output(rst) is shown

@@ -68,7 +68,7 @@ def setup(app):
         ("recipes_memory_limit", "", [str]),
         ("recipes_output_cell_limit", 200_000, [int]),
         ("recipes_output_page_limit", 1_500_000, [int]),
-        ("recipes_budget", 30.0, [float, int]),
+        ("recipes_budget", 30, [int, float]),  # seconds; an int, so that -D can set it
     ):
         app.add_config_value(name, default, "", types=types)
     app.add_config_value("recipes_repository", "", "html", types=[str])
