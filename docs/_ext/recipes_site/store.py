@@ -22,7 +22,7 @@ import os
 import shutil
 from pathlib import Path
 
-from . import layout, records
+from . import layout, records, warmserver
 
 ENTRY = "entry.json"
 KEEP_PER_RECIPE = 3  # a local store keeps this many outputs of each recipe
@@ -136,20 +136,11 @@ def sweep(root: Path | str) -> list[str]:
     removed = []
     for path in sorted(root.glob(".*-*")) if root.is_dir() else ():
         pid = path.name.rsplit("-", 1)[-1]
-        if path.name.startswith((".tmp-", ".old-")) and pid.isdigit() and not _alive(int(pid)):
+        left = path.name.startswith((".tmp-", ".old-")) and pid.isdigit()
+        if left and not warmserver.alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path.name)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def restore(root: Path | str, key: str, section: Path, stem: str) -> dict:
