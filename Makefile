@@ -44,13 +44,13 @@ BUILD_STAMP := $(VENV)/.stamp-build
 TEST_STAMP  := $(VENV)/.stamp-test
 SERVE_STAMP := $(VENV)/.stamp-serve
 
-.PHONY: help html html-noplot plan shard merge store-id serve new test test-fast bench clean venv
+.PHONY: help html html-noplot plan shard merge store-id serve new test test-fast bench clean venv check-gpu
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  options: RECIPE=<name or glob>  JOBS=<n>  SHARD=<i/N>  STRICT=1  DEVICE=cpu|cuda"
 	@echo "           plan: SHARDS=<N>   html: PLAN=<plan.json>"
-	@echo "           serve: PORT=<n>   new: NAME=<name> SECTION=<section>"
+	@echo "           serve: PORT=<n>   new: NAME=<name> SECTION=<section>   check-gpu: WHEELS=<dir>"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -112,6 +112,9 @@ test-fast: $(TEST_STAMP) ## Unit tests only (seconds): the edit-test loop
 	$(PY) -m pytest -m "not slow and not site"
 
 include .github/lint.mk
+
+check-gpu: ## On a machine with an NVIDIA GPU: build, test and time the site there (WHEELS=<dir> without network)
+	$(PYTHON) tests/check_gpu.py $(if $(WHEELS),--wheels "$(WHEELS)")
 
 bench: $(TEST_STAMP) $(SERVE_STAMP) ## Measure build speed: cold, no-op, one edit, JOBS=2, shards, the author's loop
 	$(PY) tests/bench.py
