@@ -53,19 +53,19 @@ def _import() -> None:
     inductor_config.compile_threads = 1
 
 
-_DRIVER = "libcuda.so"  # the CUDA driver; NVML (libnvidia-ml) answers without it
-
-
-def driver_loaded(maps: str) -> bool:
-    """Whether a process's memory map (``/proc/<pid>/maps``) holds the CUDA driver."""
-    names = (line.rstrip().rsplit("/", 1)[-1] for line in maps.splitlines())
-    return any(name.startswith(_DRIVER) for name in names)
+def driver_initialised(maps: str) -> bool:
+    """Whether a process's memory map (``/proc/<pid>/maps``) shows a CUDA context: the
+    driver maps its device files (``/dev/nvidiactl``, ``/dev/nvidia0``) once it is
+    initialised. Importing torch maps ``libcuda.so`` and NVML opens the device files,
+    but neither maps them (seen on an H200 with torch 2.11 and driver 580)."""
+    fields = (line.split(maxsplit=5) for line in maps.splitlines())
+    return any(len(f) == 6 and f[5].strip().startswith("/dev/nvidia") for f in fields)
 
 
 def check(maps_file: str = "/proc/self/maps") -> None:
     """Fail if this process set up CUDA: by torch's own flag, or, where torch does not
-    know (a driver query that fell back to cudaGetDeviceCount), by the driver library
-    being loaded at all."""
+    know (a driver query that fell back to cudaGetDeviceCount), by the driver's
+    device files mapped into it."""
     torch = sys.modules["torch"]
     if torch.cuda.is_initialized():
         raise RuntimeError("the warm parent initialised CUDA; its children could not use it")
@@ -73,10 +73,10 @@ def check(maps_file: str = "/proc/self/maps") -> None:
         maps = open(maps_file).read()  # noqa: SIM115 - Linux only; elsewhere torch's flag
     except OSError:
         return
-    if driver_loaded(maps):
+    if driver_initialised(maps):
         raise RuntimeError(
-            "the warm parent loaded the CUDA driver (libcuda.so is in its memory map); "
-            "its children could not use CUDA"
+            "the warm parent initialised the CUDA driver (its device files are mapped into "
+            "it); its children could not use CUDA"
         )
 
 
