@@ -57,6 +57,18 @@ def stopped(root: Path, proc: subprocess.Popen, sig: int) -> list[str]:
     return processes_of(root)
 
 
+def wait_for_log(root: Path, text: str, count: int = 1, timeout: float = 120) -> str:
+    """The serve log once ``text`` is in it ``count`` times (a build prints its summary
+    after it has written the pages)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = (root / "serve.log").read_text()
+        if log.count(text) >= count:
+            return log
+        time.sleep(0.1)
+    pytest.fail(f"{text!r} did not appear {count} times in the log")
+
+
 def server_pids(root: Path) -> list[int]:
     from recipes_site import warmserver
 
@@ -73,11 +85,11 @@ def test_rebuilds_fork_from_one_parent_which_comes_back_if_killed(tmp_path):
         (first,) = server_pids(root)
         src.write_text(src.read_text().replace("A fixture.", "A fixture, reworded."))
         wait_for(url, "A fixture, reworded.", proc)  # prose: made again, nothing ran
-        assert "only the text of these changed" in (root / "serve.log").read_text()
+        wait_for_log(root, "only the text of these changed")
         src.write_text(src.read_text().replace('"v", 1', '"v", 2'))
         wait_for(url, "v 2", proc)
+        log = wait_for_log(root, "of it starting the warm parent", count=2)
         assert server_pids(root) == [first], "a rebuild started its own warm parent"
-        log = (root / "serve.log").read_text()
         assert log.count("of it starting the warm parent") == 2
         os.kill(first, signal.SIGKILL)  # the warm parent dies between two rebuilds
         src.write_text(src.read_text().replace('"v", 2', '"v", 3'))

@@ -59,7 +59,7 @@ class RecipeCards(SphinxDirective):
         gconf = self.config.sphinx_gallery_conf
         root = records.gallery_root(gconf)
         manifest = records.read_manifest(root)
-        self.env.note_dependency(str(root / records.MANIFEST))
+        self.env.note_dependency(str(root / records.CARDS))  # what the cards show
         entries = [e for e in manifest["recipes"].values() if e.get("fate") != "invalid"]
         entries.sort(key=lambda e: (e["rel"].count("/"), e["rel"]))
         all_tags = sorted({t for e in entries for t in e["tags"]})

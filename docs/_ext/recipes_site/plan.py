@@ -24,7 +24,7 @@ from pathlib import Path
 from sphinx.errors import ConfigError
 from sphinx.util import logging
 
-from . import fate, layout, meta, records, rerender, select, store
+from . import fate, layout, meta, records, rerender, select, store, thumbs
 
 logger = logging.getLogger(__name__)
 
@@ -262,6 +262,7 @@ def rerendered(ctx: Context, entry: dict) -> bool:
         return False
     record = {**record, "source_md5": entry["source_md5"]}
     records.write(entry, record)
+    thumbs.for_entry(entry)  # drawn from the new title, and stored with the rest
     store.put(ctx.store, entry["key"], entry["id"], section, stem, record)
     return True
 

@@ -50,14 +50,28 @@ def read_json(path: Path):
         return None
 
 
+CARDS = ".recipes-cards.json"
+CARD_FIELDS = ("rel", "docname", "title", "summary", "tags")
+
+
 def write_manifest(root: Path, manifest: dict, build: str) -> None:
-    """Write the manifest only when it changes (pages that list recipes depend
-    on it, and Sphinx re-reads them when it is touched), and this build's id
-    on its own."""
-    path = root / MANIFEST
-    if read_json(path) != json.loads(json.dumps(manifest)):
-        write_json(path, manifest)
+    """Write the manifest only when it changes, this build's id on its own, and, for
+    the pages that list recipes (they depend on it: Sphinx re-reads them when it is
+    touched), only what a card shows, so that a prose edit below a recipe's summary
+    rewrites no landing page."""
+    _write_if_changed(root / MANIFEST, manifest)
+    cards = [
+        {k: e.get(k) for k in CARD_FIELDS}
+        for e in manifest["recipes"].values()
+        if e.get("fate") != "invalid"
+    ]
+    _write_if_changed(root / CARDS, cards)
     write_json(root / BUILD_INFO, {"build": build})
+
+
+def _write_if_changed(path: Path, data) -> None:
+    if read_json(path) != json.loads(json.dumps(data)):
+        write_json(path, data)
 
 
 def build_id(root: Path) -> str:

@@ -463,6 +463,14 @@ class Parent:
             time.sleep(0.02)
         raise OSError(f"the warm parent did not start within {START_TIMEOUT:g} s")
 
+    def ensure_running(self) -> None:
+        """Start the server unless one answers (``make serve`` warms it up at once)."""
+        sock = self._connect()
+        if sock is None:
+            self._start()
+        else:
+            sock.close()
+
     def fork(self, gallery_conf: dict) -> tuple[RemoteProcess, Connection]:
         """A recipe process, forked and waiting for its recipes on the returned connection."""
         ctl = self._connect()
