@@ -38,7 +38,12 @@ TRUSTED = (
 # Events whose runs a fork can start.
 FORK_EVENTS = {"pull_request", "pull_request_target"}
 # Labels of GitHub's own runners; any other label is a self-hosted runner.
-GITHUB_HOSTED = re.compile(r"^(ubuntu|windows|macos)-[A-Za-z0-9.-]+$")
+# GitHub's own runner images, by the labels GitHub documents; anything else (a
+# self-hosted runner called "ubuntu-gpu", say) is self-hosted.
+GITHUB_HOSTED = re.compile(
+    r"^(ubuntu-(latest|\d\d\.04)(-arm)?|windows-(latest|20\d\d|11-arm)"
+    r"|macos-(latest|\d\d)(-(large|xlarge|intel))?)$"
+)
 # Never used: the fork switch for the GPU runner and its environment, and the
 # events that run a fork's change with this repository's privileges.
 FORBIDDEN = ["GPU_ALLOW_FORKS", "gpu-fork", "pull_request_target", "workflow_run"]
@@ -1187,3 +1192,13 @@ def test_dependabot_check_catches_breakage(change):
     assert check_dependabot(config) == []
     change(config)
     assert check_dependabot(config) != []
+
+
+@pytest.mark.parametrize(
+    "label, hosted",
+    [("ubuntu-latest", True), ("ubuntu-24.04", True), ("ubuntu-24.04-arm", True),
+     ("macos-15", True), ("windows-2025", True),
+     ("ubuntu-gpu", False), ("ubuntu-latest-h100", False), ("linux-gpu", False)],
+)  # fmt: skip
+def test_only_githubs_own_labels_count_as_github_hosted(label, hosted):
+    assert bool(GITHUB_HOSTED.match(label)) is hosted
