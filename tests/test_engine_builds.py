@@ -411,13 +411,16 @@ def test_no_process_a_recipe_started_outlives_it(faults_build):
 
 def test_a_failing_cell_shows_what_it_printed_before_the_end(faults_build):
     root, _ = faults_build
-    for name, printed in (
-        ("q_fails_after_printing", "computed 42"),  # raised
-        ("p_ignores_sigterm", "stubborn 42"),
-    ):  # killed at its limit
-        page = BeautifulSoup(_page(root, name), "html.parser")
-        (note,) = page.select("div.admonition.error")
-        assert printed in note.get_text(), (name, note.get_text())
+    # Raised: in an output block of the cell, above its traceback.
+    page = BeautifulSoup(_page(root, "q_fails_after_printing"), "html.parser")
+    blocks = [b.get_text() for b in page.select("div.sphx-glr-script-out")]
+    (printed,) = [i for i, b in enumerate(blocks) if "computed 42" in b]
+    (traceback,) = [i for i, b in enumerate(blocks) if "Traceback" in b]
+    assert printed < traceback, blocks
+    # Killed at its limit (no page of its own): in the note that says so.
+    page = BeautifulSoup(_page(root, "p_ignores_sigterm"), "html.parser")
+    (note,) = page.select("div.admonition.error")
+    assert "stubborn 42" in note.get_text(), note.get_text()
 
 
 def test_a_killed_warm_parent_hurts_no_other_recipe(faults_build):

@@ -460,9 +460,29 @@ def _generate(spec: dict, gallery_conf: dict) -> dict:
     return out_vars
 
 
+_TRACEBACK_BLOCK = ".. rst-class:: sphx-glr-script-out\n\n.. code-block:: pytb\n"
+
+
+def show_printed(page: Path, printed: str) -> bool:
+    """Put what the failing cell printed in an output block above its traceback
+    (sphinx-gallery replaces a failing cell's output with the traceback alone)."""
+    text = page.read_text(encoding="utf-8")
+    at = text.find(_TRACEBACK_BLOCK)
+    if at < 0 or not printed.strip():
+        return False
+    body = "\n".join("    " + line for line in printed.rstrip("\n").split("\n"))
+    block = f".. rst-class:: sphx-glr-script-out\n\n .. code-block:: none\n\n{body}\n\n\n"
+    page.write_text(text[:at] + block + text[at:], encoding="utf-8")
+    return True
+
+
 def _finish(spec: dict, run: Run, out_vars: dict) -> dict:
     """Check the page, bound its output, and say how the run went."""
     page = Path(spec["target_dir"]) / f"{Path(spec['src']).stem}.rst"
+    shown = False
+    if "formatted_exception" in out_vars and page.is_file():
+        with contextlib.suppress(OSError):
+            shown = show_printed(page, Path(run.partial).read_text(encoding="utf-8"))
     cut = outputs.bound_file(page, spec["cell_limit"], spec["page_limit"])
     if run.status == "executed":
         if run.expired:  # it reached its limit, whatever it did with the signal
@@ -497,6 +517,7 @@ def _finish(spec: dict, run: Run, out_vars: dict) -> dict:
         "truncated": cut,
         "touched": sorted(run.touched),
         "page": True,
+        "printed_shown": shown,
     }
 
 

@@ -234,7 +234,7 @@ def conclude(app, manifest: dict, child, job) -> dict:
     record["beside"] = child.beside
     budget = app.config.recipes_budget if not child.beside else 0
     record["notes"] = _notes(entry["src"], result, record["seconds"] or 0.0, budget)
-    _add_what_it_left(record, job)
+    _add_what_it_left(record, job, result)
     _keep_page(entry, record, result)
     records.write(entry, record)
     if status == "executed":
@@ -250,14 +250,16 @@ def conclude(app, manifest: dict, child, job) -> dict:
     return record
 
 
-def _add_what_it_left(record: dict, job) -> None:
-    """Files and processes it left, what a failing cell printed, where its outputs
-    say its code sits."""
+def _add_what_it_left(record: dict, job, result: dict | None) -> None:
+    """Files and processes it left, what a failing cell printed (for the banner, when
+    its page could not show it above the traceback), where its outputs say its code
+    sits."""
     entry = job.entry
     record["files_written"] = sorted(job.files_written)
     record["leftovers"] = records.read_json(child_module.leftovers_path(job.result)) or []
-    if record["status"] != "executed":  # what the cell that failed printed before the end
-        record["printed"] = _read_text(child_module.partial_path(job.result))
+    if record["status"] != "executed":
+        if not (result or {}).get("printed_shown"):
+            record["printed"] = _read_text(child_module.partial_path(job.result))
         return
     section = Path(entry["target_dir"])
     record["run_lines"] = entry["lines_key"]
