@@ -22,12 +22,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from conftest import REPO, make_project, sphinx_build
+from conftest import REPO, build_env, make_project, sphinx_build
 from recipes_site import meta, select
 
 BUDGET = 30.0
@@ -206,15 +207,38 @@ def shards(report: Report, durations: dict) -> None:
         )
 
 
+def open_files(tmp: Path, report: Report, count: int = 300, limit: int = 256) -> None:
+    """A long build under a low limit of open files (macOS's default is 256): a build
+    that leaked a handle per recipe would die before its summary."""
+    recipes = {f"r{i:03d}.py": f'"""\nRecipe {i:03d}\n===========\n\nA.\n"""\n\nprint({i})\n'
+               for i in range(count)}  # fmt: skip
+    root = make_project(tmp / "many", recipes=recipes)
+    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-c", str(root),
+           str(root / "docs"), str(root / "_build" / "html")]  # fmt: skip
+    script = f"ulimit -n {limit} && exec " + " ".join(f"'{c}'" for c in cmd)
+    start = time.perf_counter()
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=build_env())
+    wall = time.perf_counter() - start
+    m = re.search(r"open files before and after: (\d+), (\d+)", done.stdout)
+    files = f"open files {m[1]} -> {m[2]}" if m else "no open-files line"
+    verdict = "passed" if done.returncode == 0 else f"FAILED ({done.stderr.strip()[-300:]})"
+    report(f"{count} trivial recipes under ulimit -n {limit}", f"{verdict}, {wall:.0f} s, {files}",
+           "goal: passes, files unchanged")  # fmt: skip
+
+
 def main() -> None:
     report = Report()
     tmp = Path(tempfile.mkdtemp(prefix="recipes-bench-"))
     try:
+        if sys.argv[1:] == ["open-files"]:  # this figure alone
+            open_files(tmp, report)
+            return
         site = cold_against_plain(tmp, report)
         isolation(tmp, report, compiled=False)
         isolation(tmp, report, compiled=True)
         jobs(tmp, report, site["site"])
         shards(report, site["durations"])
+        open_files(tmp, report)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("\n".join(["", "summary:"] + report.lines))
