@@ -132,12 +132,23 @@ class Server:
         return False
 
     def serve(self, listener: socket.socket) -> None:
-        watched = [listener] + ([self.alive_fd] if self.alive_fd is not None else [])
+        # A child's end wakes the loop at once (SIGCHLD through a pipe), so that the
+        # build learns its status without waiting for the next poll.
+        self.wakeup, wakeup_w = os.pipe()
+        for fd in (self.wakeup, wakeup_w):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(wakeup_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        watched = [listener, self.wakeup]
+        watched += [self.alive_fd] if self.alive_fd is not None else []
         strays_at = 0.0
         while not self.stopping and not self.owner_gone():
             ready, _, _ = select.select(watched, [], [], 0.2)
             if self.alive_fd in ready:
                 break  # the build that started it has ended
+            if self.wakeup in ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wakeup, 4096)
             if listener in ready:
                 self.accept(listener)
             if time.monotonic() >= strays_at:
@@ -178,6 +189,7 @@ class Server:
             conn.close()
             if self.alive_fd is not None:
                 os.close(self.alive_fd)
+            signal.set_wakeup_fd(-1)
             for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
