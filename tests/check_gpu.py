@@ -14,7 +14,7 @@ or runs out of time does not stop the others:
               and the device kind the site gives recipes here;
 ``fork``      a parent preloaded as the fork server preloads
               (``recipes_site.warm_compile``) has not loaded the CUDA driver
-              (no ``libcuda.so`` in its ``/proc/self/maps``), and a child forked
+              (no ``/dev/nvidia*`` device file in its ``/proc/self/maps``), and a child forked
               from it allocates on the GPU and synchronises;
 ``compile``   a first and a second ``torch.compile`` of a small function, in a
               child forked from such a parent, with an empty inductor cache, then
@@ -395,7 +395,7 @@ def judge_fork(result: dict, device: str) -> list[str]:
     problems = []
     if result.get("parent_libcuda"):
         problems.append(
-            "the preloaded parent has the CUDA driver loaded: "
+            "the preloaded parent has the CUDA driver initialised (device files mapped): "
             + ", ".join(result["parent_libcuda"])
         )
     if result.get("parent_cuda_initialized"):
@@ -405,10 +405,10 @@ def judge_fork(result: dict, device: str) -> list[str]:
         problems.append(f"the forked child could not use {device}: {child.get('error', '?')}")
     elif device == "cuda" and not child.get("libcuda"):
         problems.append(
-            "the forked child computed on cuda with no libcuda.so mapped: the maps prove nothing"
+            "the forked child computed on cuda with no /dev/nvidia* mapped: the maps prove nothing"
         )
     if result.get("parent_libcuda_after"):
-        problems.append("the parent has the CUDA driver loaded after its child used it")
+        problems.append("the parent has the CUDA driver initialised after its child used it")
     return problems
 
 
@@ -456,8 +456,12 @@ def describe_compile(result: dict) -> str:
 # Each prints one line "RESULT <json>" last. PYTHONPATH holds the copy's docs/_ext.
 _MAPS = """
 def libcuda():
+    # An initialised CUDA driver maps its device files; importing torch maps libcuda.so
+    # and NVML opens the device files, but neither maps them (seen on an H200).
     with open("/proc/self/maps") as maps:
-        return sorted({line.split()[-1] for line in maps if "libcuda.so" in line})
+        fields = [line.split(maxsplit=5) for line in maps]
+        paths = {f[5].strip() for f in fields if len(f) == 6}
+        return sorted(p for p in paths if p.startswith("/dev/nvidia"))
 """
 
 FORK_CHECK = (
@@ -898,7 +902,8 @@ class Check:
         child = found.get("child") or {}
         self.lines.append(
             f"fork: a parent preloaded recipes_site.warm_compile ({found['preload_seconds']} s); "
-            f"libcuda.so mapped: {'yes' if found['parent_libcuda'] else 'no'}; its forked child "
+            f"CUDA driver initialised: {'yes' if found['parent_libcuda'] else 'no'}; "
+            "its forked child "
             + (
                 f"computed on {child.get('device')} in {child.get('seconds')} s"
                 if child.get("ok")

@@ -218,9 +218,9 @@ def test_the_fork_check_is_judged():
         "parent_libcuda_after": [],
     }
     assert cg.judge_fork(good, "cuda") == []
-    bad = dict(good, parent_libcuda=["/usr/lib/x86_64-linux-gnu/libcuda.so.1"])
+    bad = dict(good, parent_libcuda=["/dev/nvidiactl"])
     assert cg.judge_fork(bad, "cuda") == [
-        "the preloaded parent has the CUDA driver loaded: /usr/lib/x86_64-linux-gnu/libcuda.so.1"
+        "the preloaded parent has the CUDA driver initialised (device files mapped): /dev/nvidiactl"
     ]
     broken = dict(good, child={"ok": False, "error": "RuntimeError('bad fork')"})
     assert cg.judge_fork(broken, "cuda") == [
@@ -229,7 +229,7 @@ def test_the_fork_check_is_judged():
     no_driver = dict(good, child={"ok": True, "libcuda": False})
     assert cg.judge_fork(no_driver, "cpu") == []
     assert cg.judge_fork(no_driver, "cuda") == [
-        "the forked child computed on cuda with no libcuda.so mapped: the maps prove nothing"
+        "the forked child computed on cuda with no /dev/nvidia* mapped: the maps prove nothing"
     ]
 
 
