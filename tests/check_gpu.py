@@ -454,7 +454,7 @@ def describe_compile(result: dict) -> str:
 # ------------------------------------------------------------------- the code run in children
 
 # Each prints one line "RESULT <json>" last. PYTHONPATH holds the copy's docs/_ext.
-_MAPS = """
+_HELPERS = """
 def libcuda():
     # An initialised CUDA driver maps its device files; importing torch maps libcuda.so
     # and NVML opens the device files, but neither maps them (seen on an H200).
@@ -462,6 +462,26 @@ def libcuda():
         fields = [line.split(maxsplit=5) for line in maps]
         paths = {f[5].strip() for f in fields if len(f) == 6}
         return sorted(p for p in paths if p.startswith("/dev/nvidia"))
+
+
+def in_child(work):
+    # work() in a child forked from this process; its JSON result, or why there is none.
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            res = work()
+        except BaseException as exc:
+            res = {"ok": False, "error": repr(exc)[:2000]}
+        os.write(w, json.dumps(res).encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.waitpid(pid, 0)
+    return json.loads(data or b'{"ok": false, "error": "the child said nothing"}')
 """
 
 FORK_CHECK = (
@@ -472,7 +492,7 @@ import recipes_site.warm_compile  # what the fork server preloads before it fork
 import torch
 device = sys.argv[1]
 """
-    + _MAPS
+    + _HELPERS
     + """
 out = {
     "preload_seconds": round(time.perf_counter() - start, 2),
@@ -480,36 +500,26 @@ out = {
     "parent_cuda_initialized": torch.cuda.is_initialized(),
     "parent_sees_cuda": torch.cuda.is_available(),
 }
-r, w = os.pipe()
-pid = os.fork()
-if pid == 0:
-    os.close(r)
-    try:
-        t = time.perf_counter()
-        x = torch.ones(1 << 20, device=device)
-        total = float((x * 2).sum().item())
-        if device == "cuda":
-            torch.cuda.synchronize()
-        assert total == 2.0 * (1 << 20), total
-        name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
-        res = {"ok": True, "device": name, "seconds": round(time.perf_counter() - t, 3),
-               "libcuda": bool(libcuda())}
-    except BaseException as exc:
-        res = {"ok": False, "error": repr(exc)}
-    os.write(w, json.dumps(res).encode())
-    os._exit(0)
-os.close(w)
-data = b""
-while chunk := os.read(r, 65536):
-    data += chunk
-os.waitpid(pid, 0)
-out["child"] = json.loads(data or b'{"ok": false, "error": "the child said nothing"}')
+def compute():
+    t = time.perf_counter()
+    x = torch.ones(1 << 20, device=device)
+    total = float((x * 2).sum().item())
+    if device == "cuda":
+        torch.cuda.synchronize()
+    assert total == 2.0 * (1 << 20), total
+    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    return {"ok": True, "device": name, "seconds": round(time.perf_counter() - t, 3),
+            "libcuda": bool(libcuda())}
+
+out["child"] = in_child(compute)
 out["parent_libcuda_after"] = libcuda()
 print("RESULT " + json.dumps(out))
 """
 )
 
-COMPILE_CHECK = """
+COMPILE_CHECK = (
+    _HELPERS
+    + """
 import json, os, sys, time
 start = time.perf_counter()
 import recipes_site.warm_compile  # what the fork server preloads before it forks recipes
@@ -544,26 +554,10 @@ def child():
         torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3)
     return {"ok": True, "seconds": seconds, "fxgraph_cache_hits": hits}
 
-results = {}
-for label in ("empty cache", "warm cache"):
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        try:
-            res = child()
-        except BaseException as exc:
-            res = {"ok": False, "error": repr(exc)[:2000]}
-        os.write(w, json.dumps(res).encode())
-        os._exit(0)
-    os.close(w)
-    data = b""
-    while chunk := os.read(r, 65536):
-        data += chunk
-    os.waitpid(pid, 0)
-    results[label] = json.loads(data or b'{"ok": false, "error": "the child said nothing"}')
+results = {label: in_child(child) for label in ("empty cache", "warm cache")}
 print("RESULT " + json.dumps({"preload_seconds": preload, "children": results}))
 """
+)
 
 GPU_INFO = """
 import json, sys
