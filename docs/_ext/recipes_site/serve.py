@@ -154,12 +154,7 @@ def end_session(project: Path, owner: int) -> None:
     """End every build still running and every warm parent of this session."""
     for proc in multiprocessing.active_children():
         proc.kill()
-    found = []
-    for info in warmserver.folder(project).glob("*.json"):
-        data = warmserver.read_info(info)
-        if data.get("owner") == owner:
-            warmserver.quit_server(info.with_suffix(".sock"))
-            found.append(data["pid"])
+    found = warmserver.quit_servers_of(warmserver.folder(project), owner)
     deadline = time.monotonic() + 10
     while any(warmserver.alive(pid) for pid in found) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -528,13 +528,21 @@ def read_info(path: Path) -> dict:
         return {}
 
 
+def quit_servers_of(where: Path, owner: int | None, but: Path | None = None) -> list[int]:
+    """Tell every server in ``where`` owned by ``owner`` (but the one at ``but``) to end;
+    return their pids."""
+    pids = []
+    for info in where.glob("*.json"):
+        data = read_info(info)
+        if info.with_suffix(".sock") != but and data.get("owner") == owner:
+            quit_server(info.with_suffix(".sock"))
+            pids.append(data.get("pid"))
+    return [pid for pid in pids if isinstance(pid, int)]
+
+
 def retire_others(mine: Path) -> None:
     """Tell the other servers of this checkout's session (stale code, another preload) to end."""
-    for info in mine.parent.glob("*.json"):
-        if info.with_suffix(".sock") == mine:
-            continue
-        if read_info(info).get("owner") == int(os.environ.get(OWNER_ENV, "0") or 0):
-            quit_server(info.with_suffix(".sock"))
+    quit_servers_of(mine.parent, int(os.environ.get(OWNER_ENV, "0") or 0), but=mine)
 
 
 def quit_server(address: Path) -> None:
