@@ -83,3 +83,41 @@ def test_finished_recipe_processes_leave_no_open_files_behind(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     before, after = re.search(r"open files before and after: (\d+), (\d+)", proc.stdout).groups()
     assert int(before) > 0 and after == before
+
+
+SWEEPER = r"""
+import json, os, subprocess, sys, time
+sys.path.insert(0, "docs/_ext")
+from recipes_site import warmserver
+
+warmserver.become_subreaper()
+# A running recipe: a subreaper of its own that starts short processes without a pause,
+# as inductor starts the compiler, each one between two listings of the sweep.
+recipe = subprocess.Popen([sys.executable, "-c",
+    "import subprocess, sys; sys.path.insert(0, 'docs/_ext');"
+    "from recipes_site import warmserver; warmserver.become_subreaper()\n"
+    "while True: subprocess.run(['true'])"])
+# An ended recipe's daemon: orphaned, so adopted by this process.
+if os.fork() == 0:
+    if os.fork() == 0:
+        os.execvp("sleep", ["sleep", "301.5"])
+    os._exit(0)
+os.wait()
+time.sleep(0.5)
+ended = []
+deadline = time.monotonic() + 3
+while time.monotonic() < deadline:
+    ended += warmserver.end_strays({recipe.pid})
+print(json.dumps({"ended": ended, "recipe_alive": recipe.poll() is None}))
+recipe.kill()
+"""
+
+
+def test_the_stray_sweep_ends_adopted_orphans_and_nothing_a_running_recipe_starts():
+    out = subprocess.run(
+        [".venv/bin/python", "-c", SWEEPER], capture_output=True, text=True, timeout=60,
+        cwd=Path(__file__).parent.parent, check=True,
+    ).stdout  # fmt: skip
+    found = json.loads(out)
+    assert found["recipe_alive"]
+    assert len(found["ended"]) == 1 and found["ended"][0].endswith(": sleep 301.5"), found

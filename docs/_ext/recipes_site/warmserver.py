@@ -152,7 +152,7 @@ class Server:
             if listener in ready:
                 self.accept(listener)
             if time.monotonic() >= strays_at:
-                end_descendants(keep=set(self.children))  # orphans of ended recipes
+                end_strays(self.children)  # orphans of ended recipes
                 strays_at = time.monotonic() + 1.0
             self.reap()
 
@@ -255,20 +255,38 @@ def become_subreaper() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
 
 
-def end_descendants(keep: set[int] = frozenset()) -> list[str]:
-    """Kill every descendant of this process (but ``keep`` and theirs); say who they were."""
+def end_descendants() -> list[str]:
+    """Kill every descendant of this process; say who they were."""
     import psutil
 
-    me = psutil.Process()
-    spared = set(keep)
-    for pid in keep:
+    return _end(psutil.Process().children(recursive=True))
+
+
+def end_strays(children) -> list[str]:
+    """Kill the processes this subreaper adopted (its children but ``children``), and
+    theirs.
+
+    Only direct children are looked at: a recipe process is itself a subreaper, so
+    what a running recipe starts stays below it, however it detaches, and is never
+    a stray here. (Listing descendants to spare would race with a recipe that
+    starts a process, a compiler for instance, between two listings.)"""
+    import psutil
+
+    strays = [p for p in psutil.Process().children() if p.pid not in children]
+    found = []
+    for stray in strays:
         with contextlib.suppress(psutil.Error):
-            spared |= {p.pid for p in psutil.Process(pid).children(recursive=True)}
+            found += stray.children(recursive=True)
+        found.append(stray)
+    return _end(found)
+
+
+def _end(processes) -> list[str]:
+    import psutil
+
     ended = []
-    mine = me.cmdline()
-    for proc in me.children(recursive=True):
-        if proc.pid in spared:
-            continue
+    mine = psutil.Process().cmdline()
+    for proc in processes:
         with contextlib.suppress(psutil.Error):
             cmdline = proc.cmdline()
             what = "a fork of the recipe's process" if cmdline == mine else " ".join(cmdline)
