@@ -9,6 +9,7 @@ traceback, limited to the recipe's own frames, follows its error line.
 from __future__ import annotations
 
 import logging as stdlib_logging
+import re
 import textwrap
 from pathlib import Path
 
@@ -220,20 +221,33 @@ def quiet(app) -> None:
 
 
 MESSAGE_LIMIT = 2_000  # characters of one message the summary prints
-TRACEBACK_LINES = 20  # lines of one message the summary prints
+TRACEBACK_LINES = 20  # lines of one message the summary prints whole
+HEAD_LINES, TAIL_LINES = 8, 5  # of a longer one: its first and last lines
+ERROR_LINES = 5  # and at most this many lines from its middle that name an error
+_ERROR_LINE = re.compile(r"\b(?:fatal error|error|Error|ERROR|Killed)\b")
 
 
 def bounded(text: str, name: str, logs: Path) -> str:
     """``text`` cut to what a console can take; the whole of it goes to a file under
-    ``logs`` whose path the cut text gives."""
+    ``logs`` whose path the cut text gives.
+
+    A long message often says what went wrong at its end (a compiler's error after
+    pages of warnings, the last frame of a traceback), so the cut keeps its first
+    lines, the lines in between that name an error, and its last lines."""
     lines = text.splitlines()
     if len(text) <= MESSAGE_LIMIT and len(lines) <= TRACEBACK_LINES:
         return text
     logs.mkdir(parents=True, exist_ok=True)
     path = logs / (name.replace("/", "__") + ".log")
     path.write_text(text, encoding="utf-8")
-    short = "\n".join(line[:MESSAGE_LIMIT] for line in lines[:TRACEBACK_LINES])[:MESSAGE_LIMIT]
-    return f"{short}\n    [cut: {len(text) - len(short)} more characters; all of it in {path}]"
+    head, tail = lines[:HEAD_LINES], lines[HEAD_LINES:][-TAIL_LINES:]
+    middle = lines[len(head) : len(lines) - len(tail)]
+    named = [line for line in middle if _ERROR_LINE.search(line)][:ERROR_LINES]
+    kept = head + ([f"    [... {len(middle)} lines cut]"] if middle else []) + named
+    kept += (["    [...]"] if named else []) + tail
+    width = MESSAGE_LIMIT // len(kept)  # each kept line's share of the console
+    short = "\n".join(line[:width] for line in kept)
+    return f"{short}\n    [all {len(text)} characters in {path}]"
 
 
 def summarize(app, exception) -> None:
