@@ -29,7 +29,13 @@ extensions = [
     "sphinx_gallery.gen_gallery",
     "recipes_site",
     "sphinx_copybutton",
+    "sphinx_sitemap",
 ]
+
+# sitemap.xml: every page as <html_baseurl><page>.html (no language or version
+# folder), without the pages that are not content.
+sitemap_url_scheme = "{link}"
+sitemap_excludes = ["404.html", "search.html", "genindex.html"]
 
 html_static_path = ["docs/_static"]
 templates_path = ["docs/_templates"]

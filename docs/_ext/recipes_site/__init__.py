@@ -19,7 +19,10 @@ It adds to sphinx-gallery, through public events only:
     the "Open in Colab" URL, OpenGraph tags and the 404 page's ``<base>``.
 ``build-finished``  (:func:`report.summarize`) writes ``timings.json``, prints
     the end-of-build summary and fails the build for broken recipes;
-    (:func:`furniture.write_files`) writes ``sitemap.xml`` and redirect pages.
+    (:func:`furniture.write_files`) writes redirect pages.
+``html-collect-pages`` (:class:`sitemap.Unwritten`) gives sphinx-sitemap the
+    pages an incremental build did not write again, so ``sitemap.xml`` lists
+    every page.
 
 :mod:`images` replaces the HTML writer of sphinx-gallery's image node with one
 that escapes what it writes into attributes.
@@ -38,6 +41,7 @@ from . import (
     plan,
     records,
     report,
+    sitemap,
     sourcemap,
     thumbs,
     timespage,
@@ -92,6 +96,7 @@ def setup(app):
     app.connect("html-page-context", furniture.add_base)
     app.connect("build-finished", report.summarize, priority=400)
     app.connect("build-finished", furniture.write_files, priority=450)
+    sitemap.Unwritten().setup(app)
     app.add_css_file("recipes.css")
     app.add_js_file("recipes.js", loading_method="defer")
     cards.setup(app)

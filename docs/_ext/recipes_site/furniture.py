@@ -1,7 +1,5 @@
-"""Files written next to the built pages: ``sitemap.xml``, redirects, the 404 page's base.
+"""Files written next to the built pages: redirects, the 404 page's base.
 
-* ``sitemap.xml`` lists every page the build wrote, as absolute URLs on
-  ``html_baseurl`` (the search and index pages and ``404`` excluded).
 * ``recipes_redirects`` maps an old page name to a current one, both without
   ``.html`` (``{"recipes/old_name": "recipes/compile/new_name"}``); each old
   name becomes a small page that sends the browser on to the new one.
@@ -16,15 +14,12 @@ import posixpath
 from html import escape
 from pathlib import Path
 from urllib.parse import urlsplit
-from xml.sax.saxutils import escape as xml_escape
 
 from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
 
 NOT_FOUND = "404"
-# Pages that are not content: never listed in the sitemap.
-_NOT_IN_SITEMAP = {NOT_FOUND, "search", "genindex"}
 
 
 def site_path(baseurl: str) -> str:
@@ -38,16 +33,6 @@ def add_base(app, pagename, templatename, context, doctree) -> None:
     if pagename == NOT_FOUND and app.config.html_baseurl:
         base = f'<base href="{escape(site_path(app.config.html_baseurl))}" />\n'
         context["metatags"] = base + context.get("metatags", "")
-
-
-def sitemap(baseurl: str, uris: list[str]) -> str:
-    base = baseurl.rstrip("/") + "/"
-    urls = "".join(f"  <url><loc>{xml_escape(base + uri)}</loc></url>\n" for uri in uris)
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
-        f"{urls}</urlset>\n"
-    )
 
 
 def redirect_page(source: str, target_uri: str, baseurl: str) -> str:
@@ -66,7 +51,7 @@ def redirect_page(source: str, target_uri: str, baseurl: str) -> str:
 
 
 def write_files(app, exception) -> None:
-    """``build-finished``: write the sitemap and the redirect pages."""
+    """``build-finished``: write the redirect pages."""
     if exception is not None or app.builder.format != "html":
         return
     outdir = Path(app.outdir)
@@ -94,8 +79,3 @@ def write_files(app, exception) -> None:
         path = outdir / (source + app.builder.out_suffix)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(redirect_page(source, uri, config.html_baseurl), encoding="utf-8")
-
-    if config.html_baseurl:
-        uris = [app.builder.get_target_uri(d) for d in sorted(docs) if d not in _NOT_IN_SITEMAP]
-        uris = [u for u in uris if (outdir / u).is_file()]
-        (outdir / "sitemap.xml").write_text(sitemap(config.html_baseurl, uris), encoding="utf-8")
