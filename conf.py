@@ -19,10 +19,11 @@ recipes_branch = "main"
 recipes_notebooks_branch = "notebooks"
 html_baseurl = "https://{}.github.io/{}/".format(*recipes_repository.split("/"))
 recipes_description = "Short, runnable PyTorch recipes, executed when the site is built."
-# Old page name -> current page name (no .html); each old name keeps working.
-recipes_redirects = {
+# sphinx-reredirects: old page name (no .html) -> its page now, relative to the
+# old page; each old name stays a page that sends the browser on.
+redirects = {
     # sphinx-gallery's per-gallery computation-times page; the site has one for all.
-    "recipes/sg_execution_times": "sg_execution_times",
+    "recipes/sg_execution_times": "../sg_execution_times.html",
 }
 
 extensions = [
@@ -30,6 +31,7 @@ extensions = [
     "recipes_site",
     "sphinx_copybutton",
     "sphinx_sitemap",
+    "sphinx_reredirects",
 ]
 
 # sitemap.xml: every page as <html_baseurl><page>.html (no language or version

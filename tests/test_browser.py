@@ -221,6 +221,14 @@ def test_not_found_page_works_at_any_depth(context, base_url):
     assert v.page.url == base_url + "index.html"
 
 
+def test_an_old_page_name_leads_to_its_page_now(context, base_url):
+    # conf.py's redirects: sphinx-gallery's old computation-times page
+    v = Visit(context, base_url + "recipes/sg_execution_times.html")
+    v.page.wait_for_url(base_url + "sg_execution_times.html")
+    assert "Computation times" in v.page.inner_text("h1")
+    assert v.errors == []
+
+
 def test_search_finds_the_seed_recipe_by_words_in_its_text(context, base_url):
     v = visit(context, base_url, "search")
     hrefs = v.page.eval_on_selector_all(

@@ -18,11 +18,11 @@ It adds to sphinx-gallery, through public events only:
 ``html-page-context`` (:mod:`links`, :mod:`opengraph`, :mod:`furniture`) adds
     the "Open in Colab" URL, OpenGraph tags and the 404 page's ``<base>``.
 ``build-finished``  (:func:`report.summarize`) writes ``timings.json``, prints
-    the end-of-build summary and fails the build for broken recipes;
-    (:func:`furniture.write_files`) writes redirect pages.
-``html-collect-pages`` (:class:`sitemap.Unwritten`) gives sphinx-sitemap the
-    pages an incremental build did not write again, so ``sitemap.xml`` lists
-    every page.
+    the end-of-build summary and fails the build for broken recipes.
+``html-collect-pages`` (:func:`furniture.check_redirects`) warns about
+    ``redirects`` that would replace a page or lead to no page;
+    (:class:`sitemap.Unwritten`) gives sphinx-sitemap the pages an incremental
+    build did not write again, so ``sitemap.xml`` lists every page.
 
 :mod:`images` replaces the HTML writer of sphinx-gallery's image node with one
 that escapes what it writes into attributes.
@@ -77,11 +77,10 @@ def setup(app):
         app.add_config_value(name, default, "", types=types)
     app.add_config_value("recipes_repository", "", "html", types=[str])
     app.add_config_value("recipes_branch", "main", "html", types=[str])
-    # Site furniture: where notebooks are published for Colab, the description
-    # for link previews, and old page names that redirect to current ones.
+    # Site furniture: where notebooks are published for Colab, and the description
+    # for link previews.
     app.add_config_value("recipes_notebooks_branch", "notebooks", "html", types=[str])
     app.add_config_value("recipes_description", "", "html", types=[str])
-    app.add_config_value("recipes_redirects", {}, "html", types=[dict])
 
     # After sphinx-gallery's own builder-inited set-up (priority 10) and before
     # it generates the gallery (default priority 500).
@@ -95,7 +94,8 @@ def setup(app):
     app.connect("html-page-context", opengraph.add_metatags)
     app.connect("html-page-context", furniture.add_base)
     app.connect("build-finished", report.summarize, priority=400)
-    app.connect("build-finished", furniture.write_files, priority=450)
+    # Before sphinx-reredirects writes the redirect pages (default priority 500).
+    app.connect("html-collect-pages", furniture.check_redirects, priority=400)
     sitemap.Unwritten().setup(app)
     app.add_css_file("recipes.css")
     app.add_js_file("recipes.js", loading_method="defer")

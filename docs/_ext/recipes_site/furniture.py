@@ -1,31 +1,34 @@
-"""Files written next to the built pages: redirects, the 404 page's base.
+"""What the site's furniture extensions leave to the site: its path, and a check of ``redirects``.
 
-* ``recipes_redirects`` maps an old page name to a current one, both without
-  ``.html`` (``{"recipes/old_name": "recipes/compile/new_name"}``); each old
-  name becomes a small page that sends the browser on to the new one.
-* GitHub Pages serves ``404.html`` at whatever URL was missing, so the page
-  gets a ``<base>`` pointing at the site's root and its relative links work
-  from any depth.
+* :func:`site_path` is the path part of ``html_baseurl``; sphinx-notfound-page
+  starts every URL of the 404 page with it (``notfound_urls_prefix``), so the
+  page works at whatever depth it is served.
+* sphinx-reredirects writes a page for each old name in ``redirects`` without
+  looking at either side; :func:`check_redirects` warns when an old name is a
+  page of this site (its redirect would replace it) or when a target inside
+  the site is not one of its pages.
 """
 
 from __future__ import annotations
 
-import posixpath
 from html import escape
-from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
 
-NOT_FOUND = "404"
+# Where a site without html_baseurl is taken to be, to resolve targets against.
+_NO_BASEURL = "https://site.invalid/"
 
 
 def site_path(baseurl: str) -> str:
     """The path part of the site's URL, with both slashes: ``/recipes/``."""
     path = urlsplit(baseurl).path.strip("/")
     return f"/{path}/" if path else "/"
+
+
+NOT_FOUND = "404"
 
 
 def add_base(app, pagename, templatename, context, doctree) -> None:
@@ -35,47 +38,46 @@ def add_base(app, pagename, templatename, context, doctree) -> None:
         context["metatags"] = base + context.get("metatags", "")
 
 
-def redirect_page(source: str, target_uri: str, baseurl: str) -> str:
-    """A page at ``source`` (a docname) that sends the browser to ``target_uri``."""
-    href = posixpath.relpath(target_uri, posixpath.dirname(source) or ".")
-    canonical = (baseurl.rstrip("/") + "/" + target_uri) if baseurl else href
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8" />\n'
-        f"<title>Moved to {escape(target_uri)}</title>\n"
-        f'<link rel="canonical" href="{escape(canonical)}" />\n'
-        f'<meta http-equiv="refresh" content="0; url={escape(href)}" />\n'
-        '<meta name="robots" content="noindex" />\n</head>\n<body>\n'
-        f'<p>This page has moved to <a href="{escape(href)}">{escape(target_uri)}</a>.</p>\n'
-        "</body>\n</html>\n"
-    )
+def destination(source: str, target: str, source_uri: str, baseurl: str) -> str | None:
+    """The URI below the site's root that the redirect page of ``source`` (written
+    at ``source_uri``) sends the browser to; None when it leads out of the site."""
+    if target.startswith("/"):
+        # sphinx-reredirects takes the site's root to be this many folders up.
+        target = "/".join([".."] * source.count("/")) + target
+    base = baseurl or _NO_BASEURL
+    url = urlsplit(urljoin(urljoin(base, source_uri), target))
+    root = urlsplit(base)
+    if (url.scheme, url.netloc) != (root.scheme, root.netloc):
+        return None
+    if not url.path.startswith(site_path(base)):
+        return None
+    return url.path[len(site_path(base)) :]
 
 
-def write_files(app, exception) -> None:
-    """``build-finished``: write the redirect pages."""
-    if exception is not None or app.builder.format != "html":
-        return
-    outdir = Path(app.outdir)
-    config = app.config
-    docs = app.env.found_docs
-
-    for source, target in sorted(config.recipes_redirects.items()):
+def problems(redirects: dict, docs: set[str], uri, baseurl: str) -> list[str]:
+    """What is wrong with ``redirects`` on the site at ``baseurl`` made of ``docs``
+    (``uri``: a docname's URI below the site's root)."""
+    found = []
+    pages = {uri(doc) for doc in docs}
+    for source, target in sorted(redirects.items()):
+        if any(c in source for c in "*?["):
+            continue  # a pattern: it names existing pages on purpose
         if source in docs:
-            logger.warning(
-                f"recipes_redirects: {source!r} is a page of this site; "
-                "a redirect would replace it",
-                type="recipes",
-                subtype="redirect",
-            )
+            found.append(f"{source!r} is a page of this site; a redirect would replace it")
             continue
-        if target not in docs:
-            logger.warning(
-                f"recipes_redirects: {source!r} points to {target!r}, "
-                "which is not a page of this site",
-                type="recipes",
-                subtype="redirect",
-            )
-            continue
-        uri = app.builder.get_target_uri(target)
-        path = outdir / (source + app.builder.out_suffix)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(redirect_page(source, uri, config.html_baseurl), encoding="utf-8")
+        if urlsplit(target).scheme or target.startswith("//"):
+            continue  # another site
+        if destination(source, target, uri(source), baseurl) not in pages:
+            found.append(f"{source!r} points to {target!r}, which is not a page of this site")
+    return found
+
+
+def check_redirects(app) -> list:
+    """``html-collect-pages``, before sphinx-reredirects writes the pages."""
+    redirects = getattr(app.config, "redirects", None) or {}
+    found = problems(
+        redirects, app.env.found_docs, app.builder.get_target_uri, app.config.html_baseurl
+    )
+    for problem in found:
+        logger.warning(f"redirects: {problem}", type="recipes", subtype="redirect")
+    return []
