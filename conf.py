@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "docs" / "_ext"))
 
-from recipes_site import child, notebooks  # noqa: E402
+from recipes_site import child, furniture, notebooks  # noqa: E402
 
 project = "PyTorch Recipes"
 author = "PyTorch Recipes maintainers"
@@ -32,12 +32,17 @@ extensions = [
     "sphinx_copybutton",
     "sphinx_sitemap",
     "sphinx_reredirects",
+    "notfound.extension",
 ]
 
 # sitemap.xml: every page as <html_baseurl><page>.html (no language or version
 # folder), without the pages that are not content.
 sitemap_url_scheme = "{link}"
 sitemap_excludes = ["404.html", "search.html", "genindex.html"]
+
+# GitHub Pages serves 404.html (docs/404.rst) at whatever URL was missing: every
+# link and file of that page starts with the site's path (/recipes/) instead.
+notfound_urls_prefix = furniture.site_path(html_baseurl)
 
 html_static_path = ["docs/_static"]
 templates_path = ["docs/_templates"]

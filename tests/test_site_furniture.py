@@ -19,10 +19,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import docutils.utils
 import pytest
 from bs4 import BeautifulSoup
 from conftest import REPO, build_env, make_project, sphinx_build
 from conftest import recipe as recipe_source
+from docutils import frontend, nodes
 from recipes_site import furniture, links, meta, newrecipe, sitemap, timespage
 
 RECIPES = meta.find_recipes(REPO / "recipes")
@@ -53,6 +55,20 @@ def recipe_html(site: Path, path: Path) -> Path:
     return site / "recipes" / path.relative_to(REPO / "recipes").with_suffix(".html")
 
 
+# The path the site is served under: /recipes/.
+SITE_PATH = urlsplit(CONF.html_baseurl).path
+
+
+def local_file(site: Path, page: Path, ref: str) -> Path:
+    """The file of the site that ``ref`` on ``page`` links to or loads: a path
+    relative to the page, or one from the host's root below ``SITE_PATH``."""
+    path = urlsplit(ref).path
+    if path.startswith("/"):
+        assert path.startswith(SITE_PATH), (page, ref)
+        return site / path[len(SITE_PATH) :]
+    return (page.parent / path).resolve()
+
+
 def is_redirect(page: Path) -> bool:
     return 'http-equiv="refresh"' in page.read_text(encoding="utf-8")
 
@@ -69,12 +85,9 @@ def test_every_page_loads_only_files_the_site_ships(site):
             for t in doc.find_all("link", href=True)
             if {"stylesheet", "icon", "preload"} & set(t.get("rel", []))
         ]
-        base = doc.find("base")
-        root = site if base else page.parent  # the 404 page resolves from the site root
         for ref in refs:
             assert not urlsplit(ref).scheme and not ref.startswith("//"), (page, ref)
-            target = (root / urlsplit(ref).path).resolve()
-            assert target.is_file(), (page.relative_to(site), ref)
+            assert local_file(site, page, ref).is_file(), (page.relative_to(site), ref)
 
 
 def test_no_page_mentions_a_cdn(site):
@@ -240,17 +253,49 @@ def test_sitemap_is_given_the_pages_this_build_kept_from_the_last(tmp_path):
 # 404 -----------------------------------------------------------------------
 
 
-def test_not_found_page_resolves_links_from_the_site_root(site):
-    text = (site / "404.html").read_text(encoding="utf-8")
-    doc = BeautifulSoup(text, "html.parser")
-    base = doc.find("base")
-    assert base and base["href"] == urlsplit(CONF.html_baseurl).path == "/recipes/"
-    # the base comes before anything that loads a file
-    assert text.index("<base ") < min(text.index("<link"), text.index("<script"))
+def test_not_found_page_names_every_url_from_the_hosts_root(site):
+    """It is served at any missing URL, at any depth: no URL in it is relative."""
+    page = site / "404.html"
+    doc = soup(page)
     assert "Page not found" in doc.find("h1").get_text()
-    for a in doc.select("article a[href]:not(.headerlink)"):
-        assert (site / a["href"].split("#")[0]).is_file(), a["href"]
-    assert not soup(site / "index.html").find("base")
+    assert CONF.notfound_urls_prefix == SITE_PATH == "/recipes/"
+    refs = [t.get("href") or t.get("src") for t in doc.find_all(["a", "link", "script", "img"])]
+    local = [r for r in refs if r and not urlsplit(r).scheme and not r.startswith("#")]
+    for ref in local:
+        assert ref.startswith(SITE_PATH), ref
+        assert local_file(site, page, ref).is_file(), ref
+    assert any("_static/styles/" in r for r in local)  # the theme's styles
+    # the links in its own text (docs/404.rst) too
+    text = [a["href"] for a in doc.select("article a[href]:not(.headerlink)")]
+    assert f"{SITE_PATH}index.html" in text and set(text) <= set(local)
+    # other pages keep their relative URLs
+    other = soup(site / "recipes" / "index.html")
+    assert other.select_one('link[rel="stylesheet"]')["href"].startswith("../_static/")
+    assert not any(a["href"].startswith(SITE_PATH) for a in other.select("article a[href]"))
+
+
+def test_links_in_the_not_found_page_text_start_with_the_site_path():
+    def document(*uris):
+        doctree = docutils.utils.new_document("404", frontend.get_default_settings())
+        para = nodes.paragraph()
+        for uri in uris:
+            para += nodes.reference("", "link", refuri=uri)
+        para += nodes.reference("", "same page", refid="here")
+        doctree += para
+        return doctree
+
+    app = types.SimpleNamespace(
+        config=types.SimpleNamespace(notfound_urls_prefix="/n/", notfound_pagename="404"),
+        builder=types.SimpleNamespace(format="html", get_target_uri=lambda d: f"{d}.html"),
+    )
+    uris = ["index.html", "recipes/a.html#step", "https://pytorch.org/", "#top", "mailto:x@y"]
+    doctree = document(*uris)
+    furniture.absolute_not_found_links(app, doctree, "404")
+    found = [r.get("refuri") for r in doctree.findall(nodes.reference)]
+    assert found == ["/n/index.html", "/n/recipes/a.html#step", *uris[2:], None]
+    other = document(*uris)  # any other page is left as it is
+    furniture.absolute_not_found_links(app, other, "index")
+    assert [r.get("refuri") for r in other.findall(nodes.reference)] == [*uris, None]
 
 
 def test_site_path_of_a_baseurl():

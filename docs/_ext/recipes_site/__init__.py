@@ -15,14 +15,17 @@ It adds to sphinx-gallery, through public events only:
     and the computation-times page from the recipes' records.
 ``source-read``     (:func:`pages.annotate`) adds the "verified" line, notes
     for recipes that were not executed, and the memory footer.
-``html-page-context`` (:mod:`links`, :mod:`opengraph`, :mod:`furniture`) adds
-    the "Open in Colab" URL, OpenGraph tags and the 404 page's ``<base>``.
-``build-finished``  (:func:`report.summarize`) writes ``timings.json``, prints
-    the end-of-build summary and fails the build for broken recipes.
+``doctree-resolved`` (:func:`furniture.absolute_not_found_links`) starts the
+    links in the 404 page's text with the site's path, as sphinx-notfound-page
+    does for the rest of that page, so they work at any depth.
+``html-page-context`` (:mod:`links`, :mod:`opengraph`) adds the "Open in
+    Colab" URL and OpenGraph tags.
 ``html-collect-pages`` (:func:`furniture.check_redirects`) warns about
     ``redirects`` that would replace a page or lead to no page;
     (:class:`sitemap.Unwritten`) gives sphinx-sitemap the pages an incremental
     build did not write again, so ``sitemap.xml`` lists every page.
+``build-finished``  (:func:`report.summarize`) writes ``timings.json``, prints
+    the end-of-build summary and fails the build for broken recipes.
 
 :mod:`images` replaces the HTML writer of sphinx-gallery's image node with one
 that escapes what it writes into attributes.
@@ -90,9 +93,9 @@ def setup(app):
     app.connect("builder-inited", thumbs.draw_missing, priority=550)
     app.connect("builder-inited", timespage.write, priority=600)
     app.connect("source-read", pages.annotate)
+    app.connect("doctree-resolved", furniture.absolute_not_found_links)
     app.connect("html-page-context", links.add_context)
     app.connect("html-page-context", opengraph.add_metatags)
-    app.connect("html-page-context", furniture.add_base)
     app.connect("build-finished", report.summarize, priority=400)
     # Before sphinx-reredirects writes the redirect pages (default priority 500).
     app.connect("html-collect-pages", furniture.check_redirects, priority=400)

@@ -1,8 +1,11 @@
-"""What the site's furniture extensions leave to the site: its path, and a check of ``redirects``.
+"""What the site's furniture extensions leave to the site: its path, the 404 page's
+links, and a check of ``redirects``.
 
 * :func:`site_path` is the path part of ``html_baseurl``; sphinx-notfound-page
-  starts every URL of the 404 page with it (``notfound_urls_prefix``), so the
-  page works at whatever depth it is served.
+  starts the URLs of the 404 page's theme (styles, scripts, navigation) with it
+  (``notfound_urls_prefix``), so the page works at whatever depth it is served.
+  :func:`absolute_not_found_links` does the same for the links in the page's
+  own text (``docs/404.rst``), which the extension leaves relative.
 * sphinx-reredirects writes a page for each old name in ``redirects`` without
   looking at either side; :func:`check_redirects` warns when an old name is a
   page of this site (its redirect would replace it) or when a target inside
@@ -11,9 +14,9 @@
 
 from __future__ import annotations
 
-from html import escape
 from urllib.parse import urljoin, urlsplit
 
+from docutils import nodes
 from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
@@ -28,14 +31,19 @@ def site_path(baseurl: str) -> str:
     return f"/{path}/" if path else "/"
 
 
-NOT_FOUND = "404"
-
-
-def add_base(app, pagename, templatename, context, doctree) -> None:
-    """``html-page-context``: a ``<base>`` for the 404 page, before any other URL in it."""
-    if pagename == NOT_FOUND and app.config.html_baseurl:
-        base = f'<base href="{escape(site_path(app.config.html_baseurl))}" />\n'
-        context["metatags"] = base + context.get("metatags", "")
+def absolute_not_found_links(app, doctree, docname: str) -> None:
+    """``doctree-resolved``: the 404 page's links to pages of the site start with
+    ``notfound_urls_prefix`` (``/recipes/index.html``), like the rest of the page."""
+    prefix = getattr(app.config, "notfound_urls_prefix", None)
+    if docname != getattr(app.config, "notfound_pagename", None) or not prefix:
+        return
+    if app.builder.format != "html":
+        return
+    page = urljoin(prefix, app.builder.get_target_uri(docname))
+    for ref in doctree.findall(nodes.reference):
+        uri = ref.get("refuri")
+        if uri and not (urlsplit(uri).scheme or uri.startswith(("/", "#"))):
+            ref["refuri"] = urljoin(page, uri)
 
 
 def destination(source: str, target: str, source_uri: str, baseurl: str) -> str | None:
