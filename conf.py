@@ -33,6 +33,7 @@ extensions = [
     "sphinx_sitemap",
     "sphinx_reredirects",
     "notfound.extension",
+    "sphinxext.opengraph",
 ]
 
 # sitemap.xml: every page as <html_baseurl><page>.html (no language or version
@@ -43,6 +44,12 @@ sitemap_excludes = ["404.html", "search.html", "genindex.html"]
 # GitHub Pages serves 404.html (docs/404.rst) at whatever URL was missing: every
 # link and file of that page starts with the site's path (/recipes/) instead.
 notfound_urls_prefix = furniture.site_path(html_baseurl)
+
+# Link previews (sphinxext-opengraph); recipes_site/opengraph.py gives recipe pages
+# their summary and card thumbnail, and other pages recipes_description.
+ogp_site_url = html_baseurl
+ogp_social_cards = {"enable": False}  # no drawn preview images
+ogp_enable_meta_description = False
 
 html_static_path = ["docs/_static"]
 templates_path = ["docs/_templates"]

@@ -25,7 +25,8 @@ from bs4 import BeautifulSoup
 from conftest import REPO, build_env, make_project, sphinx_build
 from conftest import recipe as recipe_source
 from docutils import frontend, nodes
-from recipes_site import furniture, links, meta, newrecipe, sitemap, timespage
+from recipes_site import furniture, links, meta, newrecipe, opengraph, sitemap, timespage
+from sphinxext import opengraph as ogp
 
 RECIPES = meta.find_recipes(REPO / "recipes")
 SEED = "torch_compile_torch_function_modes"
@@ -169,27 +170,71 @@ def og(doc) -> dict[str, str]:
     }
 
 
+# Pages Sphinx makes without a document: sphinxext-opengraph gives them no tags.
+NO_DOCUMENT = {"search.html", "genindex.html"}
+
+
 def test_every_page_has_opengraph_tags(site):
     base = CONF.html_baseurl
+    recipe_pages = {recipe_html(site, p) for p in RECIPES}
     for page in pages(site):
-        if is_redirect(page):
+        rel = page.relative_to(site).as_posix()
+        if is_redirect(page) or rel in NO_DOCUMENT:
             continue
         tags = og(soup(page))
         for key in ("og:title", "og:description", "og:type", "og:url"):
             assert tags.get(key), (page, key)
-        assert tags["og:url"] == base + page.relative_to(site).as_posix()
+        assert tags["og:url"] == base + rel
+        if page not in recipe_pages:
+            assert tags["og:description"] == CONF.recipes_description, rel
+            assert tags["og:type"] == "website" and "og:image" not in tags, rel
+    # no drawn preview images, no description taken from the page's text
+    assert not (site / "_images" / "social_previews").exists()
+    assert not soup(site / "index.html").find("meta", attrs={"name": "description"})
+
+
+def cards(site: Path) -> dict[str, tuple[str, str]]:
+    """Recipe page -> (thumbnail, summary) of its card on the landing page."""
+    found = {}
+    for card in soup(site / "index.html").select(".recipe-card"):
+        href = card.select_one(".recipe-card-title a")["href"]
+        thumb = card.select_one("img.recipe-card-thumb")["src"]
+        found[href] = (thumb, card.select_one(".recipe-card-summary").get_text(" ", strip=True))
+    return found
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
 def test_recipe_opengraph_uses_summary_and_thumbnail(site, path):
-    tags = og(soup(recipe_html(site, path)))
+    page = recipe_html(site, path)
+    tags = og(soup(page))
     recipe = meta.read_recipe(path)
     assert tags["og:type"] == "article"
     assert tags["og:title"] == recipe.title
     assert tags["og:description"] == recipe.summary
-    image = tags["og:image"]
-    assert image.startswith(CONF.html_baseurl)
-    assert (site / image[len(CONF.html_baseurl) :]).is_file()
+    thumb, summary = cards(site)[page.relative_to(site).as_posix()]
+    assert " ".join(tags["og:description"].split()) == summary
+    assert tags["og:image"] == CONF.html_baseurl + thumb
+    assert (site / thumb).is_file()
+
+
+def test_preview_text_is_escaped_once(tmp_path):
+    """The extension escapes only '"' in what it writes: the values it is given are
+    escaped before, so that a browser reads back the recipe's own text."""
+    summary = 'Use "x < y" & <b>not</b> markup; &amp; stays as typed.'
+    context = {"meta": {"orphan": ""}}
+    original = context["meta"]
+    app = types.SimpleNamespace(
+        config=types.SimpleNamespace(
+            sphinx_gallery_conf={"gallery_dirs": "recipes"}, recipes_description=summary
+        )
+    )
+    opengraph.add_overrides(app, "index", "page.html", context, doctree=object())
+    assert original == {"orphan": ""}, "the page's own metadata is left as it was"
+    html = ogp.make_tag("og:description", context["meta"]["og:description"])
+    assert BeautifulSoup(html, "html.parser").meta["content"] == summary
+    search = {"meta": None}
+    opengraph.add_overrides(app, "search", "search.html", search, doctree=None)
+    assert search == {"meta": None}
 
 
 def test_baseurl_comes_from_the_repository_setting():

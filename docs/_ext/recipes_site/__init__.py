@@ -18,8 +18,9 @@ It adds to sphinx-gallery, through public events only:
 ``doctree-resolved`` (:func:`furniture.absolute_not_found_links`) starts the
     links in the 404 page's text with the site's path, as sphinx-notfound-page
     does for the rest of that page, so they work at any depth.
-``html-page-context`` (:mod:`links`, :mod:`opengraph`) adds the "Open in
-    Colab" URL and OpenGraph tags.
+``html-page-context`` (:mod:`links`) adds the "Open in Colab" URL;
+    (:mod:`opengraph`) gives sphinxext-opengraph each page's description, and
+    a recipe's card thumbnail as its image.
 ``html-collect-pages`` (:func:`furniture.check_redirects`) warns about
     ``redirects`` that would replace a page or lead to no page;
     (:class:`sitemap.Unwritten`) gives sphinx-sitemap the pages an incremental
@@ -95,7 +96,8 @@ def setup(app):
     app.connect("source-read", pages.annotate)
     app.connect("doctree-resolved", furniture.absolute_not_found_links)
     app.connect("html-page-context", links.add_context)
-    app.connect("html-page-context", opengraph.add_metatags)
+    # Before sphinxext-opengraph reads the page's metadata (default priority 500).
+    app.connect("html-page-context", opengraph.add_overrides, priority=400)
     app.connect("build-finished", report.summarize, priority=400)
     # Before sphinx-reredirects writes the redirect pages (default priority 500).
     app.connect("html-collect-pages", furniture.check_redirects, priority=400)

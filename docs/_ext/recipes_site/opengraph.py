@@ -1,52 +1,44 @@
-"""OpenGraph tags for link previews, added to every page's ``metatags``.
+"""What a page's link preview says, beyond what sphinxext-opengraph finds itself.
 
-``og:description`` is the recipe's summary on recipe pages (the card text) and
-``recipes_description`` elsewhere; ``og:image`` is the recipe's card thumbnail
-when it has one. URLs are absolute, built on ``html_baseurl``.
+sphinxext-opengraph writes the OpenGraph tags of every page made from a
+document (title, ``og:url`` on ``ogp_site_url``, site name), and takes a
+page's ``og:*`` metadata over its own values. :func:`add_overrides` gives it
+that metadata: ``og:description`` is the recipe's summary on recipe pages (the
+card text) and ``recipes_description`` elsewhere; a recipe page is an
+``article`` and its ``og:image`` is its card thumbnail when it has one.
 """
 
 from __future__ import annotations
 
-import re
-from html import escape, unescape
+from html import escape
+from urllib.parse import urljoin
 
 from . import records
 
-_TAGS = re.compile(r"<[^>]+>")
 
-
-def _plain(html: str) -> str:
-    return " ".join(unescape(_TAGS.sub("", html or "")).split())
-
-
-def tags(app, pagename: str, context: dict) -> dict[str, str]:
-    base = app.config.html_baseurl.rstrip("/") + "/"
+def overrides(app, pagename: str) -> dict[str, str]:
+    """The ``og:*`` values of ``pagename`` (plain text)."""
     entry = records.recipe_entry(app.config.sphinx_gallery_conf, pagename)
-    title = _plain(context.get("title", "")) or app.config.project
-    found = {
-        "og:title": title,
-        "og:type": "article" if entry else "website",
-        "og:url": base + app.builder.get_target_uri(pagename),
-        "og:site_name": app.config.project,
-        "og:description": (entry or {}).get("summary") or app.config.recipes_description,
-    }
-    thumb = records.thumbnail(entry) if entry else None
+    found = {"og:description": (entry or {}).get("summary") or app.config.recipes_description}
+    if entry is None:
+        return found
+    found["og:type"] = "article"
+    thumb = records.thumbnail(entry)
     if thumb is not None:
         # The landing page's card shows this image, so Sphinx copies it to _images,
         # under a name of its own when two images share a file name.
         rel = thumb.relative_to(app.srcdir).as_posix()
         name = app.env.images[rel][1] if rel in app.env.images else thumb.name
-        found["og:image"] = f"{base}_images/{name}"
+        found["og:image"] = urljoin(app.config.ogp_site_url, f"_images/{name}")
     return found
 
 
-def add_metatags(app, pagename, templatename, context, doctree) -> None:
-    """``html-page-context``: append the OpenGraph tags to ``metatags``."""
-    if not app.config.html_baseurl:
-        return
-    html = "".join(
-        f'\n<meta property="{k}" content="{escape(v)}" />'
-        for k, v in tags(app, pagename, context).items()
-        if v
-    )
-    context["metatags"] = context.get("metatags", "") + html
+def add_overrides(app, pagename, templatename, context, doctree) -> None:
+    """``html-page-context``, before sphinxext-opengraph: the page's ``og:*`` metadata.
+
+    The extension writes these values into attributes escaping only ``"``, so they
+    are given to it escaped. The page's own metadata is copied, not changed."""
+    if doctree is None:
+        return  # a page with no document (search, index) gets no tags
+    values = {k: escape(v, quote=False) for k, v in overrides(app, pagename).items() if v}
+    context["meta"] = {**(context.get("meta") or {}), **values}
