@@ -69,6 +69,17 @@ def wait_for_log(root: Path, text: str, count: int = 1, timeout: float = 120) ->
     pytest.fail(f"{text!r} did not appear {count} times in the log")
 
 
+def serve_processes(root: Path) -> list[str]:
+    return [p for p in processes_of(root) if "recipes_site.serve" in p]
+
+
+def until(condition, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return condition()
+
+
 def server_pids(root: Path) -> list[int]:
     from recipes_site import warmserver
 
@@ -91,6 +102,9 @@ def test_rebuilds_fork_from_one_parent_which_comes_back_if_killed(tmp_path):
         log = wait_for_log(root, "of it starting the warm parent", count=2)
         assert server_pids(root) == [first], "a rebuild started its own warm parent"
         assert log.count("of it starting the warm parent") == 2
+        # Each build ended with everything it started (sphinx-sitemap's manager process,
+        # for one): between two builds, the session is one process and its warm parent.
+        assert until(lambda: len(serve_processes(root)) == 1), serve_processes(root)
         os.kill(first, signal.SIGKILL)  # the warm parent dies between two rebuilds
         src.write_text(src.read_text().replace('"v", 2', '"v", 3'))
         wait_for(url, "v 3", proc)

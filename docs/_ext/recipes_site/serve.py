@@ -86,21 +86,25 @@ class Builder:
         if extension_code() != self.code:  # stale imports: a cold interpreter reads the new code
             cmd = [sys.executable, "-m", "sphinx", "build", *self.sphinx_args]
             return subprocess.run(cmd, check=False).returncode
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                _die_with_parent()
-                from sphinx.cmd.build import build_main
+        # A fork, through multiprocessing so that the build ends as a process does:
+        # what it started with multiprocessing (sphinx-sitemap's manager process,
+        # for one) is shut down, not left running.
+        build = multiprocessing.get_context("fork").Process(
+            target=_build_in_fork, args=(self.sphinx_args,), name="sphinx-build"
+        )
+        build.start()
+        build.join()
+        return build.exitcode
 
-                code = build_main(self.sphinx_args)
-            finally:
-                with contextlib.suppress(Exception):
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        return os.waitstatus_to_exitcode(status)
+
+def _build_in_fork(sphinx_args: list[str]) -> None:
+    _die_with_parent()
+    from sphinx.cmd.build import build_main
+
+    code = build_main(sphinx_args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)
 
 
 def extension_code() -> str:
@@ -161,6 +165,9 @@ def end_session(project: Path, owner: int) -> None:
     for pid in found:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
+    # And whatever else a build left: this process is a subreaper, so a killed build's
+    # orphans (a multiprocessing manager, a compiler) are its children by now.
+    warmserver.end_descendants()
 
 
 def _stop(signum, frame):
@@ -176,6 +183,7 @@ def main(argv: list[str]) -> int:
     args, sphinx_args = _args(argv)
     project = Path.cwd()
     os.environ[warmserver.OWNER_ENV] = str(os.getpid())
+    warmserver.become_subreaper()
     for name in PRELOAD:  # what every build imports, once, before the first fork
         importlib.import_module(name)
     builder = Builder(sphinx_args, f"http://{args.host}:{args.port}", project, extension_code())
