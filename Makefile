@@ -17,6 +17,8 @@ STRICT ?= 0
 SHARDS ?= 1
 DEVICE ?=
 PLAN   ?=
+# `make test`: pytest workers (one per core, at most 4; 1 runs the tests in order).
+TEST_WORKERS ?= auto
 PLAN_FILE  := $(BUILD)/plan/plan.json
 SHARDS_DIR ?= $(BUILD)/shards
 STORE      := .cache/recipes/store
@@ -106,7 +108,8 @@ new: ## Start a recipe from the template: make new NAME=<name> SECTION=<section>
 
 test: $(TEST_STAMP) lint ## Lint, build the site, then run every test (recipes, machinery, site, browser)
 	$(MAKE) html
-	RECIPES_EXPECT_DEVICE="$(DEVICE)" $(PY) -m pytest --durations=15
+	RECIPES_EXPECT_DEVICE="$(DEVICE)" $(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses 4 \
+		--dist loadgroup --durations=15
 
 test-fast: $(TEST_STAMP) ## Unit tests only (seconds): the edit-test loop
 	$(PY) -m pytest -m "not slow and not site"

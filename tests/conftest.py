@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -158,15 +159,33 @@ def site() -> Path:
     """The site ``make html`` built, built again first when any source is newer."""
     html = REPO / "_build" / "html"
     stamp = html / "recipes" / "timings.json"  # rewritten by every build
-    if not stamp.exists() or stamp.stat().st_mtime < newest_source():
-        subprocess.run(["make", "html"], cwd=REPO, check=True, env=build_env())
+    (REPO / "_build").mkdir(exist_ok=True)
+    with open(REPO / "_build" / ".site-lock", "w") as lock:  # one build, whichever worker asks
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not stamp.exists() or stamp.stat().st_mtime < newest_source():
+            subprocess.run(["make", "html"], cwd=REPO, check=True, env=build_env())
     if stamp.stat().st_mtime < newest_source():
         pytest.fail(f"{html} is older than its sources even after `make html`")
     return html
 
 
 def pytest_collection_modifyitems(items):
-    """Tests that read the built site are marked ``site`` (``make test-fast`` leaves them out)."""
+    """Tests that read the built site are marked ``site`` (``make test-fast`` leaves them out).
+
+    Under pytest-xdist (``make test`` runs ``--dist loadgroup``), the tests that
+    share a module-scoped fixture, a build most often, form one group and run in
+    one worker, so that the fixture is made once; every other test goes to
+    whichever worker is free."""
     for item in items:
         if "site" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.site)
+        info = getattr(item, "_fixtureinfo", None)  # how pytest itself knows a test's fixtures
+        shared = sorted(
+            name
+            for name, defs in (info.name2fixturedefs.items() if info else ())
+            if defs and defs[-1].scope == "module"
+        )
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{shared[0]}"))
+    # The groups first: each is long, and a worker left with one at the end idles the others.
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
