@@ -29,6 +29,7 @@ TIMINGS_FIELDS = (
     "device",
     "torch",
     "date",
+    "beside",  # how many recipes ran beside it: only a time taken alone is the recipe's own
 )
 FAILED = ("failed", "timed-out", "crashed")
 LABELS = {"failed": "recipe failed", "timed-out": "recipe timed out", "crashed": "recipe crashed"}
