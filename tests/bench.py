@@ -233,6 +233,10 @@ def main() -> None:
         if sys.argv[1:] == ["open-files"]:  # this figure alone
             open_files(tmp, report)
             return
+        if sys.argv[1:] == ["isolation"]:  # these figures alone
+            isolation(tmp, report, compiled=False)
+            isolation(tmp, report, compiled=True)
+            return
         site = cold_against_plain(tmp, report)
         isolation(tmp, report, compiled=False)
         isolation(tmp, report, compiled=True)

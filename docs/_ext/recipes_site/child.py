@@ -52,6 +52,7 @@ EXIT_GRACE = 5.0  # seconds the parent waits, after the result, for the process 
 LOG_LIMIT = 64 * 10**6  # bytes the parent lets a process write to its C-level output
 TIME_LIMIT_SIGNAL = signal.SIGTERM  # the parent's first, polite, stop
 DUMP_SIGNAL = signal.SIGUSR1  # the parent asks for every thread's traceback
+MEMORY_EVERY = 0.25  # seconds: how often memory is read, here and by the parent (POLL)
 
 
 class RecipeTimeout(Exception):
@@ -76,6 +77,7 @@ class Run:
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
     peak_cuda_mb: float = 0.0
+    measured_at: float = field(default_factory=time.perf_counter)  # memory's last reading
     in_block: bool = False
     expired: bool = False
     cell_line: int = 0  # the recipe's line when its time ran out
@@ -103,6 +105,11 @@ def _torch():
     import torch
 
     return torch
+
+
+def measure_memory(run: Run) -> None:
+    run.peak_rss_mb = max(run.peak_rss_mb, peak_rss_mb())
+    run.measured_at = time.perf_counter()
 
 
 def peak_rss_mb() -> float:
@@ -220,8 +227,12 @@ def run_block(func):
             os.chdir(here)
         run.in_block = False
         run.seconds += time.perf_counter() - start
-    peak = peak_rss_mb()
-    run.peak_rss_mb = max(run.peak_rss_mb, peak)
+    # Memory after a cell, at most every MEMORY_EVERY seconds (a reading walks the page
+    # tables of the whole process tree: milliseconds each); the end of the recipe and
+    # the supervisor, every MEMORY_EVERY seconds meanwhile, read it too.
+    if time.perf_counter() - run.measured_at >= MEMORY_EVERY:
+        measure_memory(run)
+    peak = run.peak_rss_mb
     cuda = _cuda_in_use()
     if cuda:
         run.peak_cuda_mb = max(run.peak_cuda_mb, cuda.max_memory_allocated() / 2**20)
@@ -484,6 +495,7 @@ def _finish(spec: dict, run: Run, out_vars: dict) -> dict:
         with contextlib.suppress(OSError):
             shown = show_printed(page, Path(run.partial).read_text(encoding="utf-8"))
     cut = outputs.bound_file(page, spec["cell_limit"], spec["page_limit"])
+    measure_memory(run)  # what the recipe holds at its end
     if run.status == "executed":
         if run.expired:  # it reached its limit, whatever it did with the signal
             run.status = "timed-out"

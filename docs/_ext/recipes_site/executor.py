@@ -268,7 +268,7 @@ def police(c: Child, now: float) -> None:
 
 
 def check_memory(c: Child, now: float) -> None:
-    c.next_memory_check = now + 0.25
+    c.next_memory_check = now + child.MEMORY_EVERY
     rss = memory.used(c.process.pid)
     c.peak_rss = max(c.peak_rss, rss)
     if c.job.memory_limit and rss > c.job.memory_limit:

@@ -53,6 +53,38 @@ def _import() -> None:
     inductor_config.compile_threads = 1
 
 
+def _exercise() -> None:
+    """Once, what every recipe process does around its recipe, so that each child
+    inherits the result instead of paying for it again: the first drawing of a
+    card thumbnail (fonts found and loaded, the PNG writer imported), the first
+    scaling of an image, the parse of a recipe (sphinx-gallery's and our regular
+    expressions compiled) and the first reading of memory. None of it is state a
+    recipe could see: caches only."""
+    import tempfile
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+    from sphinx_gallery.gen_rst import extract_intro_and_title
+    from sphinx_gallery.py_source_parser import split_code_and_text_blocks
+    from sphinx_gallery.utils import scale_image
+
+    from . import memory, sourcekey, thumbs
+
+    with tempfile.TemporaryDirectory(prefix="recipes-warm-") as tmp:
+        folder = Path(tmp)
+        source = folder / "warm_up.py"
+        text = '"""\nWarm up\n=======\n\nA recipe.\n"""\n\nprint(1)\n'
+        source.write_text(text, encoding="utf-8")
+        _, blocks = split_code_and_text_blocks(str(source))
+        extract_intro_and_title(str(source), blocks[0].content)
+        sourcekey.code_key(text)
+        thumb = folder / "thumb.png"
+        thumbs.draw(thumb, "Warm up", ["print(1)"], "recipes", "warm-up")
+        scale_image(str(thumb), str(folder / "scaled.png"), 100, 100)
+    plt.rcdefaults()
+    memory.used(os.getpid())
+
+
 def driver_initialised(maps: str) -> bool:
     """Whether a process's memory map (``/proc/<pid>/maps``) shows a CUDA context: the
     driver maps its device files (``/dev/nvidiactl``, ``/dev/nvidia0``) once it is
@@ -90,6 +122,10 @@ def freeze() -> None:
 
 def warm() -> None:
     _import()
+    try:
+        _exercise()
+    except Exception as exc:  # an optimisation only: recipes still run without it
+        print(f"[recipes] warm-up skipped: {exc!r}", file=sys.stderr)
     check()
     freeze()
 

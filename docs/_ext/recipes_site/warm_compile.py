@@ -29,8 +29,17 @@ def _compile_once() -> None:
     def step(x, w):
         return torch.nn.functional.gelu(x @ w).sum(dim=-1) + x.sin().mean()
 
-    compiled = torch.compile(step)
-    compiled(torch.rand(8, 8), torch.rand(8, 8))
+    class Block(torch.nn.Module):  # what recipes compile most: a module, tensor methods
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(8, 8)
+
+        def forward(self, x):
+            return (self.linear(x).relu().cos() + 3) * 2
+
+    torch.compile(step)(torch.rand(8, 8), torch.rand(8, 8))
+    with torch.no_grad():
+        float(torch.compile(Block())(torch.rand(4, 8)).sum())
     torch.compiler.reset()
     counters.clear()
     torch.manual_seed(0)
