@@ -100,11 +100,16 @@ def test_incremental_rebuild_and_one_edit(tmp_path):
         assert "now described" in download.read_text(), name
     assert "at line 14" in page_text(root, "group/delta.html")  # it said 12
 
-    # One code line: exactly that recipe executes.
+    # One code line: exactly that recipe executes, and only the pages that show
+    # something new are read again (its figure, hence its thumbnail, is the same:
+    # the landing page and its section's are not).
     gamma.write_text(gamma.read_text().replace("factorial(5)", "factorial(6)"))
-    assert sphinx_build(root).returncode == 0
+    proc = sphinx_build(root)
+    assert proc.returncode == 0
     assert ran(root) == ["group/gamma"]
     assert "720" in page_text(root, "group/gamma.html")
+    read = set(re.findall(r"reading sources\.\.\. \[ *\d+%\] (\S+)", proc.stdout))
+    assert read == {"recipes/group/gamma", "sg_execution_times"}, read
 
 
 def test_a_record_made_under_another_key_runs_again(tmp_path):

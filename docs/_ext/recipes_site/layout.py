@@ -19,6 +19,8 @@ module asks this one, so that a rename in sphinx-gallery is one edit here.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from pathlib import Path
 
@@ -83,12 +85,34 @@ def remove(section: Path | str, stem: str, keep_record: bool = False) -> None:
         path.unlink(missing_ok=True)
 
 
+# Thumbnails removed before their recipe ran again: path -> (bytes, atime, mtime).
+_removed_thumbnails: dict[Path, tuple[bytes, int, int]] = {}
+
+
 def remove_images(section: Path | str, stem: str) -> None:
     """Before a recipe runs again: a run that draws fewer figures (or none) must not
-    leave the old ones, or the old thumbnail, behind."""
+    leave the old ones, or the old thumbnail, behind. The thumbnail is remembered,
+    for :func:`keep_thumbnail_time`."""
     thumb = thumbnail(section, stem)
+    if thumb is not None:
+        with contextlib.suppress(OSError):
+            st = thumb.stat()
+            _removed_thumbnails[thumb] = (thumb.read_bytes(), st.st_atime_ns, st.st_mtime_ns)
     for path in figures(section, stem) + ([thumb] if thumb else []):
         path.unlink(missing_ok=True)
+
+
+def keep_thumbnail_time(section: Path | str, stem: str) -> None:
+    """After the run: a thumbnail drawn again with the same bytes gets its old time
+    back. The pages that show it (the landing page, its section's) depend on its
+    time, and would otherwise be read and written again for nothing."""
+    thumb = thumbnail(section, stem)
+    before = _removed_thumbnails.pop(thumb, None) if thumb else None
+    if before is not None:
+        data, atime, mtime = before
+        with contextlib.suppress(OSError):
+            if thumb.read_bytes() == data:
+                os.utime(thumb, ns=(atime, mtime))
 
 
 def is_current(section: Path | str, stem: str) -> bool:

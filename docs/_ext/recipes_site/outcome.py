@@ -201,6 +201,7 @@ def conclude(app, manifest: dict, child, job) -> dict:
     """Write the record of ``job`` (run by ``child``); keep or drop its page; store it."""
     entry = job.entry
     result = records.read_json(job.result)
+    layout.keep_thumbnail_time(entry["target_dir"], entry["stem"])
     if ran_other_text(job):
         # Its output is of a text no key was made from: keep nothing, claim nothing.
         layout.remove(entry["target_dir"], entry["stem"])
