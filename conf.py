@@ -53,6 +53,8 @@ ogp_enable_meta_description = False
 
 html_static_path = ["docs/_static"]
 templates_path = ["docs/_templates"]
+# Sphinx's own template bridge, keeping Jinja's compiled templates in .cache/recipes/.
+template_bridge = "recipes_site.templates.CachedTemplates"
 html_favicon = "docs/_static/favicon.svg"
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "recipes/**/*.record.json"]
 

@@ -108,6 +108,8 @@ def test_incremental_rebuild_and_one_edit(tmp_path):
     assert proc.returncode == 0
     assert ran(root) == ["group/gamma"]
     assert "720" in page_text(root, "group/gamma.html")
+    # The theme's templates were compiled once, by the first build, and kept.
+    assert list((root / ".cache/recipes/templates").glob("__jinja2_*.cache"))
     read = set(re.findall(r"reading sources\.\.\. \[ *\d+%\] (\S+)", proc.stdout))
     assert read == {"recipes/group/gamma", "sg_execution_times"}, read
 
