@@ -22,6 +22,7 @@ sits (a line number, a traceback) stays true exactly while it is unchanged.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -37,7 +38,8 @@ _DECLARATION = re.compile(
 _SKIPPED = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER}
 
 
-def blocks(text: str) -> list:
+@functools.lru_cache(maxsize=256)  # a build asks for each recipe's blocks more than once
+def blocks(text: str) -> tuple:
     """sphinx-gallery's blocks of ``text`` (label, content, first line), as it splits a file."""
     from sphinx_gallery.py_source_parser import split_code_and_text_blocks
 
@@ -47,7 +49,7 @@ def blocks(text: str) -> list:
         path = Path(tmp, "recipe.py")
         path.write_text(text, encoding="utf-8")
         _, found = split_code_and_text_blocks(path)
-    return list(found)
+    return tuple(found)
 
 
 def code_tokens(cell: str) -> list[str]:
@@ -68,7 +70,7 @@ def declarations(text: str) -> list[str]:
     return [f"{m[1]}={m[2]}" for m in _DECLARATION.finditer(text)]
 
 
-def code_key(text: str, found: list | None = None) -> str:
+def code_key(text: str, found: tuple | None = None) -> str:
     """A hash of the code cells and declarations of a recipe's ``text`` (``found``: its
     :func:`blocks`, when the caller has them already)."""
     cells = [code_tokens(b.content) for b in found or blocks(text) if b.type == "code"]
@@ -76,7 +78,7 @@ def code_key(text: str, found: list | None = None) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
-def lines_key(text: str, found: list | None = None) -> str:
+def lines_key(text: str, found: tuple | None = None) -> str:
     """A hash of every code cell's text and the line it starts at."""
     cells = [(b.lineno, b.content.rstrip()) for b in found or blocks(text) if b.type == "code"]
     return hashlib.sha256(json.dumps(cells).encode()).hexdigest()[:32]
