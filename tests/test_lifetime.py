@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -114,10 +115,37 @@ recipe.kill()
 
 
 def test_the_stray_sweep_ends_adopted_orphans_and_nothing_a_running_recipe_starts():
-    out = subprocess.run(
-        [".venv/bin/python", "-c", SWEEPER], capture_output=True, text=True, timeout=60,
-        cwd=Path(__file__).parent.parent, check=True,
-    ).stdout  # fmt: skip
-    found = json.loads(out)
+    done = subprocess.run(
+        [".venv/bin/python", "-c", SWEEPER], capture_output=True, text=True, timeout=120,
+        cwd=Path(__file__).parent.parent,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["recipe_alive"]
     assert len(found["ended"]) == 1 and found["ended"][0].endswith(": sleep 301.5"), found
+
+
+def test_a_build_waits_for_the_warm_parent_that_is_starting_instead_of_starting_another(
+    tmp_path, monkeypatch
+):
+    """make serve starts its warm parent beside its first build: a build that finds no
+    socket yet (the parent is still importing torch) waits for that one."""
+    from recipes_site import warmserver
+
+    monkeypatch.setenv(warmserver.OWNER_ENV, str(os.getpid()))  # a serve session's parent
+    first = warmserver.Parent(tmp_path, "recipes_site.warm")
+    first.ensure_running()
+    assert first.process is not None
+    second = warmserver.Parent(tmp_path, "recipes_site.warm")
+    try:
+        assert second._connect() is None  # still starting: nothing listens yet
+        process, conn = second.fork({})
+        assert second.process is None, "a second warm parent was started"
+        assert [json.loads(p.read_text())["pid"] for p in
+                warmserver.folder(tmp_path).glob("*.json")] == [first.process.pid]  # fmt: skip
+        conn.close()  # the recipe process gets no recipe and ends
+        process.join(timeout=30)
+        process.close()
+    finally:
+        warmserver.quit_servers_of(warmserver.folder(tmp_path), os.getpid())
+        first.process.wait(timeout=30)

@@ -194,12 +194,13 @@ def main(argv: list[str]) -> int:
     server = None
     try:
         app = app_for(args, sphinx_args, builder)
+        # The recipe side's warm parent, started first and beside the initial build,
+        # so that the first code edit finds torch imported and the compiler warm (its
+        # own process; it ends with this session). A build that needs it meanwhile
+        # waits for it rather than starting another.
+        warmserver.Parent(project, "recipes_site.warm_compile").ensure_running()
         show_message("Starting initial build")
         builder()
-        # The recipe side's warm parent, started now, so that the first code edit
-        # finds torch imported and the compiler warm (its own process; it ends
-        # with this session).
-        warmserver.Parent(project, "recipes_site.warm_compile").ensure_running()
         show_message("Waiting to detect changes...")
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
         server = uvicorn.Server(config)

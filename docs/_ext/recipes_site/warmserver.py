@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import fcntl
 import hashlib
 import importlib
 import json
@@ -119,6 +120,7 @@ class Server:
         self.owner = owner
         self.children: dict[int, socket.socket] = {}  # pid -> the connection it was asked on
         self.stopping = False
+        self.lock: int | None = None  # the address's lock, held for the server's life
 
     def owner_gone(self) -> bool:
         if self.owner is None:
@@ -189,6 +191,8 @@ class Server:
             conn.close()
             if self.alive_fd is not None:
                 os.close(self.alive_fd)
+            if self.lock is not None:
+                os.close(self.lock)  # the server's, not the recipe's
             signal.set_wakeup_fd(-1)
             for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
@@ -248,6 +252,27 @@ class Server:
             time.sleep(0.01)
 
 
+def claim(address: str | Path) -> int | None:
+    """The lock of a server's address, taken (a file descriptor), or None if another
+    process holds it. It is released when its holder ends, however it ends."""
+    fd = os.open(f"{address}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def held(address: str | Path) -> bool:
+    """Whether a server runs, or is starting, on ``address``."""
+    fd = claim(address)
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
 def become_subreaper() -> None:
     """Linux: orphans among this process's descendants become its children, not init's,
     so that a daemon a recipe started (double fork, new session) can still be found."""
@@ -301,8 +326,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preload", default="recipes_site.warm")
     parser.add_argument("--alive-fd", type=int, default=None)
     parser.add_argument("--owner", type=int, default=None)
+    parser.add_argument("--lock-fd", type=int, default=None)
     args = parser.parse_args(argv)
+    # One server per address: it holds the address's lock (taken by whoever started
+    # it) from before its slow imports until it ends, so that a build that finds no
+    # socket yet waits for it instead of starting another.
+    lock = args.lock_fd if args.lock_fd is not None else claim(args.socket)
+    if lock is None:
+        return 0  # another server has this address, or is starting on it
     server = Server(args.socket, args.alive_fd, args.owner)
+    server.lock = lock
 
     def stop(signum, frame):
         server.stopping = True
@@ -454,13 +487,25 @@ class Parent:
         return sock
 
     def _start(self) -> None:
+        """Start a server on this address, unless another process holds it (one is
+        starting or running there: then wait for that one)."""
+        lock = claim(self.address)  # taken here, kept by the server: no gap to race in
+        if lock is None:
+            return
+        try:
+            self._spawn(lock)
+        finally:
+            os.close(lock)
+
+    def _spawn(self, lock: int) -> None:
         if self.owner is not None:
             retire_others(Path(self.address))
         env = dict(os.environ)
         ext = str(Path(__file__).resolve().parents[1])
         paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != ext]
         env["PYTHONPATH"] = os.pathsep.join([ext, *paths])
-        cmd = [sys.executable, "-c", _MAIN, "--socket", self.address, "--preload", self.preload]
+        cmd = [sys.executable, "-c", _MAIN, "--socket", self.address, "--preload", self.preload,
+               "--lock-fd", str(lock)]  # fmt: skip
         if self.owner is not None:
             cmd += ["--owner", str(self.owner)]
             fds: tuple = ()
@@ -474,7 +519,7 @@ class Parent:
             fds = (alive_r,)
             out = {}
         self.process = subprocess.Popen(
-            cmd, env=env, pass_fds=fds, stdin=subprocess.DEVNULL,
+            cmd, env=env, pass_fds=(*fds, lock), stdin=subprocess.DEVNULL,
             start_new_session=self.owner is not None, **out,
         )  # fmt: skip
         for fd in fds:
@@ -483,6 +528,8 @@ class Parent:
             log.close()
 
     def _wait_for_server(self) -> socket.socket:
+        """The server's socket, once it listens: the one this build started, or one
+        that another process (``make serve``, at its start) is starting."""
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             sock = self._connect()
@@ -490,11 +537,14 @@ class Parent:
                 return sock
             if self.process is not None and self.process.poll() is not None:
                 raise OSError(f"the warm parent exited with status {self.process.returncode}")
+            if self.process is None and not held(self.address):
+                self._start()  # the one another process was starting died: start one
             time.sleep(0.02)
         raise OSError(f"the warm parent did not start within {START_TIMEOUT:g} s")
 
     def ensure_running(self) -> None:
-        """Start the server unless one answers (``make serve`` warms it up at once)."""
+        """Start the server unless one answers or is starting (``make serve`` starts it
+        at once, beside its first build)."""
         sock = self._connect()
         if sock is None:
             self._start()
@@ -504,7 +554,7 @@ class Parent:
     def fork(self, gallery_conf: dict) -> tuple[RemoteProcess, Connection]:
         """A recipe process, forked and waiting for its recipes on the returned connection."""
         ctl = self._connect()
-        if ctl is None:  # none yet, or it died: start one
+        if ctl is None:  # none yet, starting, or it died: wait for it, or start one
             self._start()
             ctl = self._wait_for_server()
         mine, theirs = socket.socketpair()
