@@ -109,7 +109,7 @@ new: ## Start a recipe from the template: make new NAME=<name> SECTION=<section>
 test: $(TEST_STAMP) lint ## Lint, build the site, then run every test (recipes, machinery, site, browser)
 	$(MAKE) html
 	RECIPES_EXPECT_DEVICE="$(DEVICE)" $(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses 4 \
-		--dist loadgroup --durations=15
+		--dist loadfile --durations=15
 
 test-fast: $(TEST_STAMP) ## Unit tests only (seconds): the edit-test loop
 	$(PY) -m pytest -m "not slow and not site"

@@ -170,22 +170,7 @@ def site() -> Path:
 
 
 def pytest_collection_modifyitems(items):
-    """Tests that read the built site are marked ``site`` (``make test-fast`` leaves them out).
-
-    Under pytest-xdist (``make test`` runs ``--dist loadgroup``), the tests that
-    share a module-scoped fixture, a build most often, form one group and run in
-    one worker, so that the fixture is made once; every other test goes to
-    whichever worker is free."""
+    """Tests that read the built site are marked ``site`` (``make test-fast`` leaves them out)."""
     for item in items:
         if "site" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.site)
-        info = getattr(item, "_fixtureinfo", None)  # how pytest itself knows a test's fixtures
-        shared = sorted(
-            name
-            for name, defs in (info.name2fixturedefs.items() if info else ())
-            if defs and defs[-1].scope == "module"
-        )
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{shared[0]}"))
-    # The groups first: each is long, and a worker left with one at the end idles the others.
-    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
