@@ -297,7 +297,11 @@ def end_strays(children) -> list[str]:
     starts a process, a compiler for instance, between two listings.)"""
     import psutil
 
-    strays = [p for p in psutil.Process().children() if p.pid not in children]
+    strays = []
+    for proc in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            if proc.pid not in children and proc.status() != psutil.STATUS_ZOMBIE:
+                strays.append(proc)  # (a zombie has ended already: the server reaps it)
     found = []
     for stray in strays:
         with contextlib.suppress(psutil.Error):
