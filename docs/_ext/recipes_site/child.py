@@ -114,7 +114,8 @@ def measure_memory(run: Run) -> None:
 
 def peak_rss_mb() -> float:
     """The recipe's memory now, in MiB, as :mod:`.memory` defines it (the peak is the
-    largest of these, taken after each code cell and by the supervisor meanwhile)."""
+    largest of these, taken after a code cell at most every MEMORY_EVERY seconds, at the
+    recipe's end, and by the supervisor meanwhile)."""
     from . import memory
 
     return memory.used(os.getpid()) / 2**20

@@ -97,7 +97,9 @@ def remove_images(section: Path | str, stem: str) -> None:
     if thumb is not None:
         with contextlib.suppress(OSError):
             st = thumb.stat()
-            _removed_thumbnails[thumb] = (thumb.read_bytes(), st.st_atime_ns, st.st_mtime_ns)
+            # Removed again (its author saved it while it ran): the first one counts.
+            before = (thumb.read_bytes(), st.st_atime_ns, st.st_mtime_ns)
+            _removed_thumbnails.setdefault(thumb, before)
     for path in figures(section, stem) + ([thumb] if thumb else []):
         path.unlink(missing_ok=True)
 

@@ -291,7 +291,6 @@ def read_recipe(path: Path | str) -> RecipeMeta:
     except SyntaxError as exc:
         raise RecipeError(path, exc.lineno or 1, f"SyntaxError: {exc.msg}") from None
     title = _title(path, tree)
-    cells = sourcekey.blocks(text)  # parsed once, for both keys
     values = _checked(path, *_declarations(path, text))
     _check_cells(path, text, tree)
     return RecipeMeta(
@@ -305,8 +304,8 @@ def read_recipe(path: Path | str) -> RecipeMeta:
         parallel=bool(values.get("parallel", True)),
         memory_limit=values.get("memory_limit"),
         source_md5=hashlib.md5(text.encode("utf-8")).hexdigest(),
-        code_key=sourcekey.code_key(text, cells),
-        lines_key=sourcekey.lines_key(text, cells),
+        code_key=sourcekey.code_key(text),  # one parse for both: sourcekey.blocks is cached
+        lines_key=sourcekey.lines_key(text),
     )
 
 

@@ -162,11 +162,9 @@ def end_session(project: Path, owner: int) -> None:
     deadline = time.monotonic() + 10
     while any(warmserver.alive(pid) for pid in found) and time.monotonic() < deadline:
         time.sleep(0.05)
-    for pid in found:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    # And whatever else a build left: this process is a subreaper, so a killed build's
-    # orphans (a multiprocessing manager, a compiler) are its children by now.
+    # Then whatever did not end: this process is a subreaper, so every process of the
+    # session (a warm parent that did not quit, a killed build's orphans such as a
+    # multiprocessing manager or a compiler) is among its descendants by now.
     warmserver.end_descendants()
 
 

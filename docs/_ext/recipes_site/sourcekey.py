@@ -70,15 +70,14 @@ def declarations(text: str) -> list[str]:
     return [f"{m[1]}={m[2]}" for m in _DECLARATION.finditer(text)]
 
 
-def code_key(text: str, found: tuple | None = None) -> str:
-    """A hash of the code cells and declarations of a recipe's ``text`` (``found``: its
-    :func:`blocks`, when the caller has them already)."""
-    cells = [code_tokens(b.content) for b in found or blocks(text) if b.type == "code"]
+def code_key(text: str) -> str:
+    """A hash of the code cells and declarations of a recipe's ``text``."""
+    cells = [code_tokens(b.content) for b in blocks(text) if b.type == "code"]
     payload = json.dumps({"cells": cells, "declarations": declarations(text)})
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
-def lines_key(text: str, found: tuple | None = None) -> str:
+def lines_key(text: str) -> str:
     """A hash of every code cell's text and the line it starts at."""
-    cells = [(b.lineno, b.content.rstrip()) for b in found or blocks(text) if b.type == "code"]
+    cells = [(b.lineno, b.content.rstrip()) for b in blocks(text) if b.type == "code"]
     return hashlib.sha256(json.dumps(cells).encode()).hexdigest()[:32]

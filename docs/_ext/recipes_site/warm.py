@@ -65,19 +65,15 @@ def _exercise() -> None:
 
     import matplotlib.pyplot as plt
     from sphinx_gallery.gen_rst import extract_intro_and_title
-    from sphinx_gallery.py_source_parser import split_code_and_text_blocks
     from sphinx_gallery.utils import scale_image
 
     from . import memory, sourcekey, thumbs
 
+    text = '"""\nWarm up\n=======\n\nA recipe.\n"""\n\nprint(1)\n'
+    extract_intro_and_title("warm_up.py", sourcekey.blocks(text)[0].content)
+    sourcekey.code_key(text)
     with tempfile.TemporaryDirectory(prefix="recipes-warm-") as tmp:
         folder = Path(tmp)
-        source = folder / "warm_up.py"
-        text = '"""\nWarm up\n=======\n\nA recipe.\n"""\n\nprint(1)\n'
-        source.write_text(text, encoding="utf-8")
-        _, blocks = split_code_and_text_blocks(str(source))
-        extract_intro_and_title(str(source), blocks[0].content)
-        sourcekey.code_key(text)
         thumb = folder / "thumb.png"
         thumbs.draw(thumb, "Warm up", ["print(1)"], "recipes", "warm-up")
         scale_image(str(thumb), str(folder / "scaled.png"), 100, 100)

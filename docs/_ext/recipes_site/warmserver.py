@@ -114,13 +114,13 @@ def receive(sock: socket.socket) -> tuple[dict, list[int]]:
 
 
 class Server:
-    def __init__(self, address: str, alive_fd: int | None, owner: int | None):
+    def __init__(self, address: str, alive_fd: int | None, owner: int | None, lock: int):
         self.address = address
         self.alive_fd = alive_fd
         self.owner = owner
         self.children: dict[int, socket.socket] = {}  # pid -> the connection it was asked on
         self.stopping = False
-        self.lock: int | None = None  # the address's lock, held for the server's life
+        self.lock = lock  # the address's lock, held for the server's life
 
     def owner_gone(self) -> bool:
         if self.owner is None:
@@ -191,8 +191,7 @@ class Server:
             conn.close()
             if self.alive_fd is not None:
                 os.close(self.alive_fd)
-            if self.lock is not None:
-                os.close(self.lock)  # the server's, not the recipe's
+            os.close(self.lock)  # the server's, not the recipe's
             signal.set_wakeup_fd(-1)
             for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
@@ -297,16 +296,12 @@ def end_strays(children) -> list[str]:
     starts a process, a compiler for instance, between two listings.)"""
     import psutil
 
-    strays = []
+    found = []
     for proc in psutil.Process().children():
         with contextlib.suppress(psutil.Error):
+            # (a zombie has ended already: the server reaps it)
             if proc.pid not in children and proc.status() != psutil.STATUS_ZOMBIE:
-                strays.append(proc)  # (a zombie has ended already: the server reaps it)
-    found = []
-    for stray in strays:
-        with contextlib.suppress(psutil.Error):
-            found += stray.children(recursive=True)
-        found.append(stray)
+                found += [*proc.children(recursive=True), proc]
     return _end(found)
 
 
@@ -338,8 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     lock = args.lock_fd if args.lock_fd is not None else claim(args.socket)
     if lock is None:
         return 0  # another server has this address, or is starting on it
-    server = Server(args.socket, args.alive_fd, args.owner)
-    server.lock = lock
+    server = Server(args.socket, args.alive_fd, args.owner, lock)
 
     def stop(signum, frame):
         server.stopping = True
