@@ -48,36 +48,32 @@ def wait_for(url: str, text: str, proc: subprocess.Popen, timeout: float = 240) 
     pytest.fail(f"{text!r} never appeared at {url}")
 
 
+def until(condition, timeout: float = 30) -> bool:
+    """Whether ``condition()`` holds within ``timeout`` seconds (looked at every 0.1 s)."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return condition()
+
+
 def stopped(root: Path, proc: subprocess.Popen, sig: int) -> list[str]:
     proc.send_signal(sig)
     proc.wait(timeout=60)
-    deadline = time.monotonic() + 15
-    while processes_of(root) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    until(lambda: not processes_of(root), timeout=15)
     return processes_of(root)
 
 
 def wait_for_log(root: Path, text: str, count: int = 1, timeout: float = 120) -> str:
     """The serve log once ``text`` is in it ``count`` times (a build prints its summary
     after it has written the pages)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        log = (root / "serve.log").read_text()
-        if log.count(text) >= count:
-            return log
-        time.sleep(0.1)
-    pytest.fail(f"{text!r} did not appear {count} times in the log")
+    log = root / "serve.log"
+    if not until(lambda: log.read_text().count(text) >= count, timeout):
+        pytest.fail(f"{text!r} did not appear {count} times in the log")
+    return log.read_text()
 
 
 def serve_processes(root: Path) -> list[str]:
     return [p for p in processes_of(root) if "recipes_site.serve" in p]
-
-
-def until(condition, timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return condition()
 
 
 def server_pids(root: Path) -> list[int]:

@@ -1117,22 +1117,27 @@ DOCS_BREAKAGES = {
 }
 
 
+def runs_instead(job: str, run: str):
+    """A breakage: the `make test` step of `job` runs `run` instead."""
+    return lambda w: step_of(w, job, "make test").update(run=run)
+
+
 TESTS_BREAKAGES = {
     "GPU tests without DEVICE=cuda": (
         check_test_device,
-        lambda w: step_of(w, "gpu", "make test").update(run="make test STRICT=1"),
+        runs_instead(job="gpu", run="make test STRICT=1"),
     ),
     "GPU tests on the CPU": (
         check_test_device,
-        lambda w: step_of(w, "gpu", "make test").update(run="make test STRICT=1 DEVICE=cpu"),
+        runs_instead(job="gpu", run="make test STRICT=1 DEVICE=cpu"),
     ),
     "GPU job without make test": (
         check_test_device,
-        lambda w: step_of(w, "gpu", "make test").update(run="make test-fast DEVICE=cuda"),
+        runs_instead(job="gpu", run="make test-fast DEVICE=cuda"),
     ),
     "CPU tests ask for cuda": (
         check_test_device,
-        lambda w: step_of(w, "cpu", "make test").update(run="make test DEVICE=cuda"),
+        runs_instead(job="cpu", run="make test DEVICE=cuda"),
     ),
     "CPU job's env asks for cuda": (
         check_test_device,
