@@ -15,6 +15,12 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 sys.path.insert(0, str(REPO / "docs" / "_ext"))
 
+# The tests read what builds print as plain text. Sphinx colours its output and
+# rewrites its progress lines in place when it thinks a terminal is watching,
+# which includes any environment with CI=true; NO_COLOR turns that off for every
+# build the tests start, whatever runs them.
+os.environ["NO_COLOR"] = "1"
+
 from recipes_site import meta  # noqa: E402
 
 # The device kind recipes run on here: what builds, shards and merges in the
