@@ -60,10 +60,39 @@ def page_text(root, rel):
 PAGES = ["alpha.html", "beta.html", "group/gamma.html", "group/delta.html"]
 
 
-def test_incremental_rebuild_and_one_edit(tmp_path):
-    root = make_project(tmp_path, recipes=TINY)
-    assert sphinx_build(root).returncode == 0
-    assert ran(root) == ["alpha", "beta", "group/delta", "group/gamma"]
+@pytest.fixture(scope="module")
+def tiny_built(tmp_path_factory):
+    """TINY built once from nothing: (a copy of the built project, what that build ran).
+
+    Many tests start from this state; building it once for all of them keeps
+    ``make test`` short. The copy is only read; ``tiny`` restores it for a test.
+    """
+    root = make_project(tmp_path_factory.mktemp("tiny") / "project", recipes=TINY)
+    proc = sphinx_build(root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    built = root.parent / "built"
+    shutil.copytree(root, built, symlinks=True)
+    return built, ran(root)
+
+
+@pytest.fixture
+def tiny(tiny_built) -> Path:
+    """The built TINY project, for a test to edit and build again.
+
+    It is restored at the folder it was built in, file times included: Sphinx
+    keeps its environment only for the same source folder, and a copy elsewhere
+    would be read and written anew.
+    """
+    built, _ = tiny_built
+    root = built.parent / "project"
+    shutil.rmtree(root)
+    shutil.copytree(built, root, symlinks=True)
+    return root
+
+
+def test_incremental_rebuild_and_one_edit(tiny_built, tiny):
+    root = tiny
+    assert tiny_built[1] == ["alpha", "beta", "group/delta", "group/gamma"]
     proc = sphinx_build(root)
     assert proc.returncode == 0
     assert ran(root) == [], "a rebuild with nothing changed executed recipes"
@@ -114,13 +143,12 @@ def test_incremental_rebuild_and_one_edit(tmp_path):
     assert read == {"recipes/group/gamma", "sg_execution_times"}, read
 
 
-def test_a_record_made_under_another_key_runs_again(tmp_path):
+def test_a_record_made_under_another_key_runs_again(tiny):
     """Output made under another key (another torch, device or code) is never reused;
     that torch and the device are in the key is proven by
     test_units.test_the_store_key_leaves_prose_out_but_not_requirements_or_torch and
     test_the_cuda_key_is_planned_and_rendered_on_this_machine."""
-    root = make_project(tmp_path, recipes={"alpha.py": TINY["alpha.py"]})
-    assert sphinx_build(root).returncode == 0
+    root = tiny
     record = root / "docs/recipes/alpha.record.json"
     data = json.loads(record.read_text())
     data["key"] = "from-another-torch"  # as if built with another torch or device
@@ -151,10 +179,8 @@ def merge(root):
     return done, render
 
 
-def test_shards_merge_into_the_same_site_as_one_build(tmp_path):
-    single = make_project(tmp_path / "single", recipes=TINY)
-    assert sphinx_build(single).returncode == 0
-
+def test_shards_merge_into_the_same_site_as_one_build(tiny_built, tmp_path):
+    single, _ = tiny_built
     root = make_project(tmp_path / "sharded", recipes=TINY)
     executed = []
     for i in (1, 2):
@@ -188,10 +214,9 @@ def test_merge_refuses_a_recipe_no_shard_executed(tmp_path):
     assert "recipe has no output for its current source in the store (not-run)" in render.stderr
 
 
-def test_an_edit_is_never_served_from_old_output(tmp_path):
+def test_an_edit_is_never_served_from_old_output(tiny):
     """An unselected recipe whose source changed shows no output, not the old one."""
-    root = make_project(tmp_path, recipes=TINY)
-    assert sphinx_build(root).returncode == 0
+    root = tiny
     alpha = root / "recipes/alpha.py"
     alpha.write_text(alpha.read_text().replace("* 2", "* 3"))
     assert sphinx_build(root, "-D", "recipes_select=beta").returncode == 0
@@ -199,9 +224,8 @@ def test_an_edit_is_never_served_from_old_output(tmp_path):
     assert "tensor([0, 2, 4])" not in page_text(root, "alpha.html")
 
 
-def test_switching_back_to_an_earlier_source_restores_its_output(tmp_path):
-    root = make_project(tmp_path, recipes=TINY)
-    assert sphinx_build(root).returncode == 0
+def test_switching_back_to_an_earlier_source_restores_its_output(tiny):
+    root = tiny
     alpha = root / "recipes/alpha.py"
     original = alpha.read_text()
     alpha.write_text(original.replace("* 2", "* 3"))
@@ -310,22 +334,22 @@ def test_a_recipe_saved_again_while_it_runs_is_stored_under_the_text_that_ran(tm
     assert "version 1" in page_text(root, "slow.html")
 
 
-def test_the_cuda_key_is_planned_and_rendered_on_this_machine(tmp_path):
+def test_the_cuda_key_is_planned_and_rendered_on_this_machine(tiny):
     """What the plan and merge jobs do on CPU runners: keys made for cuda, not for the host."""
     from recipes_site import pipeline, store
 
-    root = make_project(tmp_path, recipes={"alpha.py": TINY["alpha.py"]})
-    assert sphinx_build(root).returncode == 0
+    root = tiny
     root_store = root / ".cache/recipes/store"
     cuda = pipeline.current(root, Path("docs"), "cuda")
-    assert pipeline.make_plan(cuda, root_store, 1)["stale"] == ["alpha"]  # no cuda output yet
-    # A shard's output for cuda, as it reaches the merge (made here from this run's).
-    (mine,) = store.entries(root_store)
-    folder = root_store / cuda["alpha"][0]
-    shutil.copytree(root_store / mine["key"], folder)
-    entry = json.loads((folder / "entry.json").read_text())
-    entry.update(key=cuda["alpha"][0], record={**entry["record"], "device": "cuda (GPU)"})
-    (folder / "entry.json").write_text(json.dumps(entry))
+    everything = ["alpha", "beta", "group/delta", "group/gamma"]
+    assert pipeline.make_plan(cuda, root_store, 1)["stale"] == everything  # no cuda output yet
+    # Each shard's output for cuda, as it reaches the merge (made here from this run's).
+    for mine in store.entries(root_store):
+        folder = root_store / cuda[mine["recipe"]][0]
+        shutil.copytree(root_store / mine["key"], folder)
+        entry = json.loads((folder / "entry.json").read_text())
+        entry.update(key=folder.name, record={**entry["record"], "device": "cuda (GPU)"})
+        (folder / "entry.json").write_text(json.dumps(entry))
     assert pipeline.make_plan(cuda, root_store, 1)["stale"] == []
     render = sphinx_build(root, "-D", "plot_gallery=0", "-D", "recipes_device=cuda",
                           "-D", "recipes_require_all=1")  # fmt: skip
