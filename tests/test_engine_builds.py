@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
-from conftest import DEVICE, FIXTURES, make_project, sphinx_build
+from conftest import DEVICE, FIXTURES, make_project, recipe, sphinx_build
 from recipes_site import meta
 
 pytestmark = pytest.mark.slow
@@ -263,31 +263,30 @@ def test_failed_pages_show_the_failure(broken_build):
     assert "Verified" not in _page(root, "raises") + _page(root, "hangs")
 
 
-def test_failed_page_replaces_stale_output(tmp_path):
-    good = '"""\nFlaky\n=====\n\nIt works, then it breaks.\n"""\n\nprint("first version works")\n'
-    root = make_project(tmp_path, recipes={"flaky.py": good})
-    assert sphinx_build(root).returncode == 0
-    assert "first version works" in _page(root, "flaky")
-    (root / "recipes/flaky.py").write_text(good.replace('print("first', 'x = (\nprint("first'))
-    proc = sphinx_build(root)
-    assert proc.returncode != 0
-    page = _page(root, "flaky")
-    assert "first version works" not in page.split("could not be built")[-1]
-    assert "could not be built" in page
+def test_a_failure_replaces_the_old_page_even_in_a_one_recipe_build(tmp_path):
+    def good(title):
+        return recipe(title, 'print("old output")')
 
-
-def test_a_crash_replaces_the_old_page_in_a_one_recipe_build(tmp_path):
-    good = '"""\nFragile\n=======\n\nWorks, then crashes.\n"""\n\nprint("old output")\n'
-    root = make_project(tmp_path, recipes={"fragile.py": good, "other.py": good})
+    root = make_project(tmp_path, recipes={
+        "flaky.py": good("Flaky"), "fragile.py": good("Fragile"), "other.py": good("Other"),
+    })  # fmt: skip
     assert sphinx_build(root).returncode == 0
-    crash = good.replace('print("old output")', "import os\n\nos.abort()")
-    (root / "recipes/fragile.py").write_text(crash)
+    assert "old output" in _page(root, "flaky") and "old output" in _page(root, "fragile")
+    # One no longer parses, one crashes; only the one that crashes is selected to run.
+    (root / "recipes/flaky.py").write_text(good("Flaky").replace('print("old', 'x = (\nprint("old'))
+    (root / "recipes/fragile.py").write_text(
+        good("Fragile").replace('print("old output")', "import os\n\nos.abort()")
+    )
     proc = sphinx_build(root, "-D", "recipes_select=fragile")
     assert proc.returncode != 0
+    page = _page(root, "flaky")
+    assert "could not be built" in page
+    assert "old output" not in page.split("could not be built")[-1]
     assert "fragile.py:10: ERROR: recipe crashed: Aborted (signal 6)" in proc.stderr
     page = _page(root, "fragile")
     assert "old output" not in page and "Verified" not in page
     assert "This recipe crashed in this build at line 10" in _text(root, "fragile")
+    assert "old output" in _page(root, "other")
 
 
 # ---------------------------------------------------------------- recipes that misbehave
