@@ -16,11 +16,13 @@ skipped with that reason.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 
 import nbformat
 import pytest
-from conftest import REPO, run_notebook
+from conftest import REPO, build_env, run_notebook
 from nbclient.exceptions import CellExecutionError, CellTimeoutError
 from recipes_site import meta
 
@@ -68,3 +70,50 @@ def test_recipe_runs(site, path, tmp_path):
         if o.get("output_type") == "stream" and o.get("name") == "stdout"
     ]
     assert printed, f"{path} printed nothing"
+
+
+# What a profile holds on a GPU, simulated on this CPU: each ``record_function``
+# range recorded once more on the device's timeline, in the events and in the
+# exported trace. The profiler recipe must count each step once all the same.
+DEVICE_COPIES = r"""
+import copy, json, runpy, sys
+import torch.profiler
+from torch.autograd import DeviceType
+
+profile = torch.profiler.profile
+events, export = profile.events, profile.export_chrome_trace
+added = []
+
+def events_with_device_copies(self):
+    found = list(events(self))
+    copies = [copy.copy(e) for e in found if e.is_user_annotation]
+    for e in copies:
+        e.device_type = DeviceType.CUDA
+    added.extend(copies)
+    return found + copies
+
+def export_with_device_copies(self, path):
+    export(self, path)
+    with open(path) as f:
+        trace = json.load(f)
+    ranges = [e for e in trace["traceEvents"] if e.get("cat") == "user_annotation"]
+    trace["traceEvents"] += [{**e, "cat": "gpu_user_annotation"} for e in ranges]
+    with open(path, "w") as f:
+        json.dump(trace, f)
+
+profile.events, profile.export_chrome_trace = events_with_device_copies, export_with_device_copies
+runpy.run_path(sys.argv[1], run_name="__main__")
+print("device copies added:", len(added))
+"""
+
+
+def test_the_profiler_recipe_counts_each_step_once_when_a_device_records_it_too(tmp_path):
+    path = REPO / "recipes/performance/profiling_compiled_model.py"
+    done = subprocess.run(
+        [sys.executable, "-c", DEVICE_COPIES, str(path)],
+        cwd=tmp_path, env=build_env(), capture_output=True, text=True,
+        timeout=meta.read_recipe(path).timeout,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    copies = int(re.search(r"device copies added: (\d+)", done.stdout)[1])
+    assert copies >= 5, done.stdout[-2000:]  # every step's range was doubled
