@@ -157,3 +157,43 @@ def test_a_build_waits_for_the_warm_parent_that_is_starting_instead_of_starting_
     finally:
         warmserver.quit_servers_of(warmserver.folder(tmp_path), os.getpid())
         first.process.wait(timeout=30)
+
+
+def test_the_warm_parent_learns_what_recipes_write_and_its_next_process_copies_it_ahead(
+    tmp_path,
+):
+    """The first fork sends a scout that lists the pages a recipe writes; a process
+    forked to run a recipe of that kind next copies them while it waits."""
+    import psutil
+    from recipes_site import child, prefault, warmserver
+    from sphinx_gallery.gen_gallery import _fill_gallery_conf_defaults
+
+    conf = _fill_gallery_conf_defaults({"show_memory": child.BlockRunner()})
+    parent = warmserver.Parent(tmp_path, "recipes_site.warm")
+    forked = []
+    try:
+        forked.append(parent.fork(conf))  # the first fork: the scout starts beside it
+        folder = warmserver.folder(tmp_path)
+        deadline = time.monotonic() + 120
+        while not list(folder.glob("*.pages")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (learned,) = folder.glob("*.pages")
+        pages = json.loads(learned.read_text())["plain"]
+        assert pages, "the scout learned nothing"
+        waits, ahead = parent.fork(conf), parent.fork(conf, "plain")
+        forked += [waits, ahead]
+
+        def copied() -> int:
+            own = [psutil.Process(p.pid).memory_full_info().uss for p, _ in (waits, ahead)]
+            return (own[1] - own[0]) // prefault.PAGE
+
+        deadline = time.monotonic() + 60
+        while copied() < len(pages) // 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert copied() >= len(pages) // 4, (copied(), len(pages))
+    finally:
+        for process, conn in forked:
+            conn.close()  # no recipe: it ends
+            process.join(timeout=30)
+            process.close()
+        parent.close()

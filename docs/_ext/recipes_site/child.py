@@ -614,6 +614,77 @@ def run_one(spec: dict, gallery_conf: dict) -> dict:
     return result
 
 
+# ---------------------------------------------------------------------------- scout
+# Runs once per warm parent, in a process of its own, to learn which of the
+# parent's pages a recipe process writes (see :mod:`.prefault`).
+
+SCOUT_RECIPE = '''"""
+Scout
+=====
+
+A small recipe that shows which pages a recipe process writes.
+"""
+
+import matplotlib.pyplot as plt
+import torch
+
+x = torch.linspace(0, 1, 8)
+print(x.sum())
+plt.plot(x, x * 2)
+plt.show()
+'''
+
+# The graph the compile warm-up compiled (recipes_site.warm_compile): a cache hit.
+SCOUT_COMPILE = """
+# %%
+# Compiled too.
+
+
+@torch.compile
+def step(x, w):
+    return torch.nn.functional.gelu(x @ w).sum(dim=-1) + x.sin().mean()
+
+
+print(step(torch.rand(8, 8), torch.rand(8, 8)).shape)
+"""
+
+
+def scout(gallery_conf: dict, compiled: bool, learned: str) -> None:
+    """Run the scout recipe, then (if ``compiled``) its compiling version, through
+    :func:`run_one` in a scratch folder; save the pages written after each."""
+    import shutil
+    import tempfile
+
+    from . import prefault
+
+    scratch = Path(tempfile.mkdtemp(prefix="recipes-scout-"))
+    pages = {}
+    try:
+        kinds = [("plain", SCOUT_RECIPE)] + compiled * [("compile", SCOUT_RECIPE + SCOUT_COMPILE)]
+        for kind, text in kinds:
+            src = scratch / kind / "scout.py"
+            src.parent.mkdir()
+            src.write_text(text, encoding="utf-8")
+            spec = {
+                "src": str(src),
+                "target_dir": str(scratch / kind),
+                "timeout": 60.0,
+                "expected_warnings": [],
+                "result": str(scratch / f"{kind}.json"),
+                "cell_limit": 10**6,
+                "page_limit": 10**7,
+                "workdir": str(scratch / f"{kind}-work"),
+                "device": "cpu",
+            }
+            conf = {**gallery_conf, "src_dir": str(scratch)}  # the pages' paths are relative
+            if run_one(spec, conf).get("status") != "executed":
+                break
+            pages[kind] = prefault.written_pages()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    prefault.save(learned, pages)
+
+
 def end_leftovers() -> None:
     """At the end of the process: end every process the recipe left running, and
     write down which (the parent reports them) next to the last recipe's result."""
@@ -645,12 +716,19 @@ def main(specs: list[dict], gallery_conf: dict, conn=None) -> None:
     # the threads the recipe left running. The parent allows a few seconds.
 
 
-def standby(conn, gallery_conf: dict) -> None:
+def standby(conn, gallery_conf: dict, ahead: tuple[str, str] | None = None) -> None:
     """Entry point of a recipe process (a ``multiprocessing.Process`` target).
 
     The parent forks the next process while the current recipe runs; it waits
     here, already forked and bootstrapped, until it is given its recipes.
+    Meanwhile, given ``ahead`` (what the scout learned, the next recipe's kind),
+    it copies the pages such a recipe writes (:mod:`.prefault`).
     """
+    if ahead is not None:
+        from . import prefault
+
+        with contextlib.suppress(Exception):  # an optimisation only
+            prefault.copy_ahead(*ahead, arrived=conn.poll)
     try:
         specs = conn.recv()
     except (EOFError, KeyboardInterrupt):  # the build ended, or was stopped, first

@@ -139,7 +139,7 @@ class Supervisor:
     def _start_ready(self, queue: list[Job]) -> None:
         if not self.settings["isolate"]:
             if queue and not self.running:
-                self._start(queue[:], more=False)
+                self._start(queue[:], after=None)
                 queue.clear()
             return
         # A child holds its place until its process is reaped, so that nothing it
@@ -148,14 +148,17 @@ class Supervisor:
         while queue and len(self.running) < self.settings["jobs"]:
             if (queue[0].serial and self.running) or any(c.serial for c in self.running):
                 return
-            self._start([queue.pop(0)], more=bool(queue))
+            job = queue.pop(0)
+            self._start([job], after=queue[0] if queue else None)
 
-    def _fork(self) -> tuple[warmserver.RemoteProcess, Connection]:
-        """A recipe process, forked and waiting for its recipes."""
+    def _fork(self, after: Job | None = None) -> tuple[warmserver.RemoteProcess, Connection]:
+        """A recipe process, forked and waiting for its recipes; if it is to run
+        ``after``, it copies meanwhile the pages such a recipe writes."""
         before = time.monotonic()
+        ahead = "" if after is None else "compile" if needs_compiler([after.entry]) else "plain"
         try:
             # The first fork waits for the warm parent's imports, unless it was running.
-            forked = self.parent.fork(self.gallery_conf)
+            forked = self.parent.fork(self.gallery_conf, ahead)
         except (EOFError, OSError) as exc:
             raise ExtensionError(
                 "the warm parent that recipes are forked from did not start "
@@ -203,8 +206,9 @@ class Supervisor:
             "page_limit": self.settings["page_limit"],
         }
 
-    def _start(self, jobs: list[Job], more: bool) -> Child:
-        """Give ``jobs`` to the waiting process (or a new one); fork the next if ``more``."""
+    def _start(self, jobs: list[Job], after: Job | None) -> Child:
+        """Give ``jobs`` to the waiting process (or a new one); fork the next if a job
+        comes ``after``."""
         self._look_for_changes()
         process, conn = self.standby or self._fork()
         self.standby = None
@@ -220,8 +224,8 @@ class Supervisor:
         timeout = sum(job.entry["timeout"] for job in jobs)
         c = Child(jobs, process, conn, now, now + timeout, gpu=gpu)
         self.running.append(c)
-        if more:
-            self.standby = self._fork()
+        if after is not None:
+            self.standby = self._fork(after)
         return c
 
     def _listen(self, c: Child, now: float) -> None:

@@ -19,12 +19,12 @@ import sys
 from . import warm
 
 
-def _compile_once() -> None:
+def _compile_once() -> bool:
     import torch
     from torch._dynamo.utils import counters
 
     if torch.cuda.is_available():  # asks NVML (see warm.py): no CUDA context yet
-        return
+        return False
 
     def step(x, w):
         return torch.nn.functional.gelu(x @ w).sum(dim=-1) + x.sin().mean()
@@ -43,10 +43,12 @@ def _compile_once() -> None:
     torch.compiler.reset()
     counters.clear()
     torch.manual_seed(0)
+    return True
 
 
+COMPILED = False  # whether it compiled (the scout then learns what a compile writes)
 try:
-    _compile_once()
+    COMPILED = _compile_once()
 except Exception as exc:  # an optimisation only: recipes still run without it
     print(f"[recipes] compile warm-up skipped: {exc!r}", file=sys.stderr)
 warm.check()

@@ -121,6 +121,7 @@ class Server:
         self.children: dict[int, socket.socket] = {}  # pid -> the connection it was asked on
         self.stopping = False
         self.lock = lock  # the address's lock, held for the server's life
+        self.scout: int | None = None  # the process learning what recipes write
 
     def owner_gone(self) -> bool:
         if self.owner is None:
@@ -154,7 +155,7 @@ class Server:
             if listener in ready:
                 self.accept(listener)
             if time.monotonic() >= strays_at:
-                end_strays(self.children)  # orphans of ended recipes
+                end_strays({*self.children, self.scout})  # orphans of ended recipes
                 strays_at = time.monotonic() + 1.0
             self.reap()
 
@@ -181,27 +182,60 @@ class Server:
             os.close(fd)
         self.children[pid] = conn
         conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        if self.scout is None:
+            self.scout = self._scout(listener, request["gallery_conf"])
+
+    @property
+    def learned(self) -> str:
+        """Where the scout writes which pages recipe processes write (see prefault)."""
+        return self.address + ".pages"
+
+    def _scout(self, listener: socket.socket, gallery_conf: dict) -> int:
+        """Fork the scout (:func:`child.scout`): it runs beside the first recipes."""
+        pid = os.fork()
+        if pid != 0:
+            return pid
+        code = 1
+        try:
+            die_with_parent()  # it serves this server only
+            listener.close()
+            self._forget_server()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            from . import child
+
+            compiled = getattr(sys.modules.get("recipes_site.warm_compile"), "COMPILED", False)
+            child.scout(gallery_conf, compiled, self.learned)
+            code = 0
+        finally:
+            os._exit(code)
+
+    def _forget_server(self) -> None:
+        """In a forked process: close what belongs to the server, not to the process."""
+        for other in self.children.values():
+            other.close()
+        if self.alive_fd is not None:
+            os.close(self.alive_fd)
+        os.close(self.lock)  # the server's, not the recipe's
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
 
     def _child(self, conn: socket.socket, fd: int, request: dict) -> None:
         """In the forked process: become the recipe process the build asked for."""
         code = 1
         try:
-            for other in self.children.values():
-                other.close()
+            self._forget_server()
             conn.close()
-            if self.alive_fd is not None:
-                os.close(self.alive_fd)
-            os.close(self.lock)  # the server's, not the recipe's
-            signal.set_wakeup_fd(-1)
-            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
-                signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             os.environ.clear()
             os.environ.update(request["env"])
             os.chdir(request["cwd"])
             from . import child
 
-            child.standby(Connection(fd), request["gallery_conf"])
+            ahead = (self.learned, request["ahead"]) if request.get("ahead") else None
+            child.standby(Connection(fd), request["gallery_conf"], ahead)
             code = 0
             # End as a script ends: after the threads the recipe left running;
             # then end the processes it left running, and say which.
@@ -279,6 +313,12 @@ def become_subreaper() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
 
 
+def die_with_parent() -> None:
+    """Linux: this process is killed when its parent ends, however the parent ends."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def end_descendants() -> list[str]:
     """Kill every descendant of this process; say who they were."""
     import psutil
@@ -342,8 +382,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, stop)
     become_subreaper()
     importlib.import_module(args.preload)  # torch, the compile stack: once, before any fork
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(args.socket)
+    for stale in (args.socket, server.learned):  # a learned page list is this server's only
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(stale)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(args.socket)
     os.chmod(args.socket, 0o600)
@@ -354,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         server.serve(listener)
     finally:
         listener.close()
-        for path in (Path(args.socket), info):
+        for path in (Path(args.socket), info, Path(server.learned)):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         server.close()
@@ -549,8 +590,9 @@ class Parent:
         else:
             sock.close()
 
-    def fork(self, gallery_conf: dict) -> tuple[RemoteProcess, Connection]:
-        """A recipe process, forked and waiting for its recipes on the returned connection."""
+    def fork(self, gallery_conf: dict, ahead: str = "") -> tuple[RemoteProcess, Connection]:
+        """A recipe process, forked and waiting for its recipes on the returned connection;
+        meanwhile it copies the pages a recipe of kind ``ahead`` writes (see prefault)."""
         ctl = self._connect()
         if ctl is None:  # none yet, starting, or it died: wait for it, or start one
             self._start()
@@ -561,6 +603,7 @@ class Parent:
             "env": dict(os.environ),
             "cwd": os.getcwd(),
             "gallery_conf": gallery_conf,
+            "ahead": ahead,
         }
         with theirs:
             send(ctl, request, [theirs.fileno()])
