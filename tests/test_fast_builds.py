@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,12 @@ def page_text(root, rel):
 
 
 PAGES = ["alpha.html", "beta.html", "group/gamma.html", "group/delta.html"]
+
+
+def sitemap_locs(root) -> list[str]:
+    tree = ET.parse(root / "_build/html/sitemap.xml")
+    ns = {"s": "http://www.sitemaps.org/schemas/sitemap/0.9"}
+    return sorted(e.text for e in tree.getroot().findall("s:url/s:loc", ns))
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +135,9 @@ def test_incremental_rebuild_and_one_edit(tiny_built, tiny):
         (download,) = (root / "_build/html/_downloads").rglob(name)
         assert "now described" in download.read_text(), name
     assert "at line 14" in page_text(root, "group/delta.html")  # it said 12
+    # The sitemap still lists every page, those this build did not write again too.
+    assert len(sitemap_locs(tiny_built[0])) > len(PAGES)
+    assert sitemap_locs(root) == sitemap_locs(tiny_built[0])
 
     # One code line: exactly that recipe executes, and only the pages that show
     # something new are read again (its figure, hence its thumbnail, is the same:

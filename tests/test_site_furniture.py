@@ -9,7 +9,6 @@ computation-times page; ``make new``. Behaviour in a browser is in
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -266,20 +265,6 @@ def test_sitemap_lists_every_page_and_only_pages(site):
 
 
 @pytest.mark.slow
-def test_sitemap_still_lists_every_page_after_an_incremental_build(tmp_path):
-    root = make_project(tmp_path, recipes={"one.py": recipe_source("One", "print(1)")})
-    site = root / "_build" / "html"
-    assert sphinx_build(root).returncode == 0
-    full = sorted(sitemap_locs(site))
-    pages = ("index.html", "recipes/index.html", "recipes/one.html")
-    assert {CONF.html_baseurl + p for p in pages} <= set(full)
-    os.utime(root / "docs" / "index.rst")  # only the landing page is written again
-    built = sphinx_build(root)
-    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
-    assert "0 added, 1 changed, 0 removed" in built.stdout
-    assert sorted(sitemap_locs(site)) == full
-
-
 def test_sitemap_is_given_the_pages_this_build_kept_from_the_last(tmp_path):
     for doc in ("a", "b", "c"):
         (tmp_path / f"{doc}.html").write_text("<html></html>")
