@@ -187,7 +187,9 @@ def test_page_structure_and_measurements(clean_build):
         assert key in record
 
 
-def test_strict_build_fails_on_needs_cuda_and_drift(clean_build, tmp_path):
+def test_strict_build_fails_on_needs_cuda_drift_and_files_written_into_the_project(
+    clean_build, tmp_path
+):
     root = make_project(tmp_path, FIXTURES / "clean")
     shutil.rmtree(root / "recipes")
     shutil.copytree(
@@ -195,11 +197,16 @@ def test_strict_build_fails_on_needs_cuda_and_drift(clean_build, tmp_path):
         root / "recipes",
         ignore=shutil.ignore_patterns("a_*", "b_*", "cpu_recipe.py"),
     )
+    shutil.copy(FIXTURES / "faults" / "e_writes_in_the_repository.py", root / "recipes")
     proc = sphinx_build(root, "-D", "recipes_strict=1")
     assert proc.returncode != 0
     assert ("undeclared_cuda.py:11: ERROR: recipe needs CUDA" in proc.stderr) is not CUDA
     assert "warns_deprecation.py:17: ERROR: drift warning while running" in proc.stderr
     assert "warns_expected.py" not in proc.stderr  # expected: not fatal even now
+    assert (
+        "e_writes_in_the_repository.py:1: ERROR: recipe wrote into the source tree: "
+        "written_by_a_recipe.txt" in proc.stderr
+    )
 
 
 def test_rebuild_executes_nothing(clean_build):
@@ -360,17 +367,6 @@ def test_a_rebuild_reports_the_same_failures(faults_builds):
     rows = _timings(root).values()
     failed = {r["recipe"] for r in rows if r["status"] in ("failed", "timed-out", "crashed")}
     assert failed and {r["recipe"] for r in rows if r["ran_in_this_build"]} == failed
-
-
-def test_strict_build_fails_on_files_written_into_the_project(tmp_path):
-    root = make_project(tmp_path, recipes={})
-    shutil.copy(FIXTURES / "faults" / "e_writes_in_the_repository.py", root / "recipes")
-    proc = sphinx_build(root, "-D", "recipes_strict=1")
-    assert proc.returncode != 0
-    assert (
-        "e_writes_in_the_repository.py:1: ERROR: recipe wrote into the source tree: "
-        "written_by_a_recipe.txt" in proc.stderr
-    )
 
 
 # ---------------------------------------------------------------- supervision you can trust
