@@ -1249,3 +1249,25 @@ def test_a_recipe_without_a_figure_gets_a_thumbnail_of_its_own(tmp_path):
 )
 def test_output_is_what_the_recipe_printed_or_drew(rst, shown):
     assert outputs.has_output(rst) is shown
+
+
+def test_every_test_tests_readme_names_exists():
+    """tests/README.md says which test proves each guarantee: a renamed or removed
+    test must not leave a guarantee pointing at nothing."""
+    tests = Path(__file__).parent
+    named = []
+    for row in (tests / "README.md").read_text().splitlines():
+        if not row.startswith("| ") or row.startswith(("| ---", "| guarantee")):
+            continue
+        module = None
+        for m in re.finditer(r"`(test_\w+\.py)?(?:::)?(\w+)?`", row.rsplit("|", 2)[-2]):
+            module = m[1] or module
+            if m[2]:
+                named.append((module, m[2]))
+    assert len(named) > 30
+    missing = [
+        f"{module}::{name}"
+        for module, name in named
+        if not re.search(rf"^def {name}\(", (tests / module).read_text(), re.M)
+    ]
+    assert missing == []
