@@ -172,6 +172,10 @@ def test_page_structure_and_measurements(clean_build):
     # shows it, over a recipe that only prints, and took at least that second.
     holder = _timings(root)["holds_500_mb"]
     assert holder["peak_rss_mb"] - record["peak_rss_mb"] > 400, (holder, record)
+    # ...and no more than what its process said it held, with what the page's making
+    # adds: not the warm parent's memory, nor that of the recipe process waiting next.
+    own = float(re.search(r"own memory: (\d+) MB", _text(root, "holds_500_mb"))[1])
+    assert own - 20 < holder["peak_rss_mb"] < own + 100, (own, holder)
     assert holder["seconds"] >= 1.0 > record["seconds"]
     for key in (
         "recipe",
