@@ -121,7 +121,7 @@ def cold_against_plain(tmp: Path, report: Report) -> dict:
     report("no-op rebuild", f"{noop:.1f} s, {len(ran(rows))} executed", "goal: 0")
     seed = site / "recipes" / "torch_compile_torch_function_modes.py"
     with seed.open("a") as f:
-        f.write("# an edit\n")
+        f.write("\nprint('an edit')\n")  # code: a comment alone executes nothing
     edit, rows, _ = build(site, cache=tmp / "cache-site")
     report("one-edit rebuild", f"{edit:.1f} s, {len(ran(rows))} executed", "goal: exactly 1")
     return {"site": site, "durations": {n: r["seconds"] for n, r in rows.items()}}
