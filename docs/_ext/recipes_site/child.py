@@ -618,53 +618,50 @@ def run_one(spec: dict, gallery_conf: dict) -> dict:
 # Runs once per warm parent, in a process of its own, to learn which of the
 # parent's pages a recipe process writes (see :mod:`.prefault`).
 
-SCOUT_RECIPE = '''"""
+SCOUT_TITLE = '''"""
 Scout
 =====
 
 A small recipe that shows which pages a recipe process writes.
 """
 
-import matplotlib.pyplot as plt
 import torch
+'''
+
+SCOUT_PLAIN = """
+import matplotlib.pyplot as plt
 
 x = torch.linspace(0, 1, 8)
 print(x.sum())
 plt.plot(x, x * 2)
 plt.show()
-'''
+"""
 
-# The graph the compile warm-up compiled (recipes_site.warm_compile): a cache hit.
+# The compile warm-up's own function: a hit in the compile cache.
 SCOUT_COMPILE = """
-# %%
-# Compiled too.
+from recipes_site.warm_compile import step
 
-
-@torch.compile
-def step(x, w):
-    return torch.nn.functional.gelu(x @ w).sum(dim=-1) + x.sin().mean()
-
-
-print(step(torch.rand(8, 8), torch.rand(8, 8)).shape)
+print(torch.compile(step)(torch.rand(8, 8), torch.rand(8, 8)).shape)
 """
 
 
 def scout(gallery_conf: dict, compiled: bool, learned: str) -> None:
-    """Run the scout recipe, then (if ``compiled``) its compiling version, through
-    :func:`run_one` in a scratch folder; save the pages written after each."""
+    """Run a plain recipe, then (if ``compiled``) a compiling one, through
+    :func:`run_one` in a scratch folder; after each, save the pages this process
+    has written (a compiling recipe writes those of a plain one too)."""
     import shutil
     import tempfile
 
     from . import prefault
 
     scratch = Path(tempfile.mkdtemp(prefix="recipes-scout-"))
+    conf = {**gallery_conf, "src_dir": str(scratch)}  # the pages' paths are relative
     pages = {}
     try:
-        kinds = [("plain", SCOUT_RECIPE)] + compiled * [("compile", SCOUT_RECIPE + SCOUT_COMPILE)]
-        for kind, text in kinds:
+        for kind, body in [("plain", SCOUT_PLAIN)] + compiled * [("compile", SCOUT_COMPILE)]:
             src = scratch / kind / "scout.py"
             src.parent.mkdir()
-            src.write_text(text, encoding="utf-8")
+            src.write_text(SCOUT_TITLE + body, encoding="utf-8")
             spec = {
                 "src": str(src),
                 "target_dir": str(scratch / kind),
@@ -676,7 +673,6 @@ def scout(gallery_conf: dict, compiled: bool, learned: str) -> None:
                 "workdir": str(scratch / f"{kind}-work"),
                 "device": "cpu",
             }
-            conf = {**gallery_conf, "src_dir": str(scratch)}  # the pages' paths are relative
             if run_one(spec, conf).get("status") != "executed":
                 break
             pages[kind] = prefault.written_pages()

@@ -176,8 +176,7 @@ class Server:
             return
         pid = os.fork()
         if pid == 0:
-            listener.close()
-            self._child(conn, fds[0], request)
+            self._child(listener, conn, fds[0], request)
         for fd in fds:
             os.close(fd)
         self.children[pid] = conn
@@ -198,8 +197,7 @@ class Server:
         code = 1
         try:
             die_with_parent()  # it serves this server only
-            listener.close()
-            self._forget_server()
+            self._forget_server(listener)
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
@@ -211,8 +209,9 @@ class Server:
         finally:
             os._exit(code)
 
-    def _forget_server(self) -> None:
+    def _forget_server(self, listener: socket.socket) -> None:
         """In a forked process: close what belongs to the server, not to the process."""
+        listener.close()
         for other in self.children.values():
             other.close()
         if self.alive_fd is not None:
@@ -222,11 +221,11 @@ class Server:
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
 
-    def _child(self, conn: socket.socket, fd: int, request: dict) -> None:
+    def _child(self, listener: socket.socket, conn: socket.socket, fd: int, request: dict) -> None:
         """In the forked process: become the recipe process the build asked for."""
         code = 1
         try:
-            self._forget_server()
+            self._forget_server(listener)
             conn.close()
             signal.signal(signal.SIGINT, signal.default_int_handler)
             os.environ.clear()
