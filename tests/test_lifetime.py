@@ -197,3 +197,36 @@ def test_the_warm_parent_learns_what_recipes_write_and_its_next_process_copies_i
             process.join(timeout=30)
             process.close()
         parent.close()
+
+
+def test_a_warm_parent_that_ends_while_it_is_asked_to_fork_is_replaced(tmp_path):
+    """A recipe may kill its warm parent while the build asks that parent for the
+    next recipe's process: the build then starts a new parent and asks it."""
+    import socket
+    import threading
+
+    from recipes_site import warmserver
+
+    parent = warmserver.Parent(tmp_path, "recipes_site.warm")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(parent.address)  # a parent that takes the request, then dies
+    listener.listen(1)
+
+    def dies_when_asked():
+        conn, _ = listener.accept()
+        os.unlink(parent.address)
+        listener.close()
+        conn.close()
+
+    asked = threading.Thread(target=dies_when_asked)
+    asked.start()
+    try:
+        process, conn = parent.fork({})
+        asked.join(timeout=5)
+        assert not asked.is_alive(), "the first parent was never asked"
+        assert parent.process is not None, "no new warm parent was started"
+        conn.close()  # the recipe process gets no recipe and ends
+        process.join(timeout=30)
+        process.close()
+    finally:
+        parent.close()

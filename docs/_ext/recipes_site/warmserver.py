@@ -591,7 +591,16 @@ class Parent:
 
     def fork(self, gallery_conf: dict, ahead: str = "") -> tuple[RemoteProcess, Connection]:
         """A recipe process, forked and waiting for its recipes on the returned connection;
-        meanwhile it copies the pages a recipe of kind ``ahead`` writes (see prefault)."""
+        meanwhile it copies the pages a recipe of kind ``ahead`` writes (see prefault).
+
+        A parent that ends while it is asked (a running recipe may kill it) is
+        replaced, and the new one asked instead."""
+        try:
+            return self._fork(gallery_conf, ahead)
+        except OSError:
+            return self._fork(gallery_conf, ahead)
+
+    def _fork(self, gallery_conf: dict, ahead: str) -> tuple[RemoteProcess, Connection]:
         ctl = self._connect()
         if ctl is None:  # none yet, starting, or it died: wait for it, or start one
             self._start()
@@ -604,14 +613,19 @@ class Parent:
             "gallery_conf": gallery_conf,
             "ahead": ahead,
         }
-        with theirs:
-            send(ctl, request, [theirs.fileno()])
-        line = b""
-        while not line.endswith(b"\n"):
-            chunk = ctl.recv(1)
-            if not chunk:
-                raise OSError("the warm parent ended before it forked")
-            line += chunk
+        try:
+            with theirs:
+                send(ctl, request, [theirs.fileno()])
+            line = b""
+            while not line.endswith(b"\n"):
+                chunk = ctl.recv(1)
+                if not chunk:
+                    raise OSError("the warm parent ended before it forked")
+                line += chunk
+        except OSError:
+            ctl.close()
+            mine.close()
+            raise
         return RemoteProcess(ctl, json.loads(line)["pid"]), Connection(mine.detach())
 
     def close(self) -> None:
